@@ -1,0 +1,770 @@
+//! Layered configuration: defaults → TOML file (`AUTHKIT_CONFIG_FILE`) → environment
+//! (`AUTHKIT_<SECTION>__<KEY>` or a short alias) → secret provider. Validated at start with
+//! errors that name the setting; production refuses insecure settings.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use authkit::csrf::Origin;
+use figment::Figment;
+use figment::providers::{Format as _, Serialized, Toml};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Deployment profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Local development (the default): plain http on localhost, generated secrets.
+    #[default]
+    Development,
+    /// A production-like environment.
+    Staging,
+    /// Production: HTTPS, real secrets, strict settings.
+    Production,
+}
+
+/// How accounts are created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegistrationMode {
+    /// 201 with a session; 409 `account_exists` when the address is taken. The default until
+    /// mail delivery exists.
+    #[default]
+    Instant,
+    /// 202 and a verification mail (needs mail delivery, which this version lacks).
+    VerifyFirst,
+}
+
+/// Where secrets come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretsProviderKind {
+    /// Generated once and kept under `./.authkit/secrets` (development only).
+    Local,
+    /// `AUTHKIT_SECRET_<NAME>` environment variables.
+    Env,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting. Field docs name the environment variable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `AUTHKIT_PROFILE`.
+    pub profile: Profile,
+    /// `AUTHKIT_SERVER__*`.
+    pub server: ServerConfig,
+    /// `AUTHKIT_DATABASE__*`.
+    pub database: DatabaseConfig,
+    /// `AUTHKIT_REDIS__*`.
+    pub redis: RedisConfig,
+    /// `AUTHKIT_SESSION__*`.
+    pub session: SessionSettings,
+    /// `AUTHKIT_SECRETS__*`.
+    pub secrets: SecretsConfig,
+    /// `AUTHKIT_REGISTRATION__*`.
+    pub registration: RegistrationConfig,
+    /// `AUTHKIT_SMTP__*`.
+    pub smtp: SmtpConfig,
+    /// `AUTHKIT_MAIL__*`.
+    pub mail: MailConfig,
+    /// `AUTHKIT_PASSWORD__*`.
+    pub password: PasswordSettings,
+    /// `AUTHKIT_LOG__*`.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            profile: Profile::Development,
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            redis: RedisConfig::default(),
+            session: SessionSettings::default(),
+            secrets: SecretsConfig::default(),
+            registration: RegistrationConfig::default(),
+            smtp: SmtpConfig::default(),
+            mail: MailConfig::default(),
+            password: PasswordSettings::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Listeners and HTTP behaviour.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Public listener (`AUTHKIT_LISTEN_ADDR`).
+    pub listen_addr: SocketAddr,
+    /// Internal listener for metrics and detailed health (`AUTHKIT_INTERNAL_ADDR`).
+    pub internal_addr: SocketAddr,
+    /// Origin used to build links and redirect URIs, never the `Host` header
+    /// (`AUTHKIT_PUBLIC_URL`).
+    pub public_url: String,
+    /// Origins of the frontends, comma separated (`AUTHKIT_ALLOWED_ORIGINS`); empty means the
+    /// public URL's origin.
+    #[serde(deserialize_with = "comma_list")]
+    pub allowed_origins: Vec<String>,
+    /// CIDRs whose `X-Forwarded-For` is believed (`AUTHKIT_TRUSTED_PROXIES`).
+    #[serde(deserialize_with = "comma_list")]
+    pub trusted_proxies: Vec<String>,
+    /// Largest request body in bytes.
+    pub body_limit: usize,
+    /// Longest time a request may take.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Longest wait for in-flight requests at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Serve `GET /api/v1/bench/bare` (outside the session layer) for `scripts/loadtest.sh`.
+    /// Refused in production.
+    pub bench_routes: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            internal_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            public_url: "http://localhost:8080".into(),
+            allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(20),
+            bench_routes: false,
+        }
+    }
+}
+
+/// The database.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…` (`AUTHKIT_DATABASE_URL`). May hold a password: never
+    /// logged.
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Connections kept open.
+    pub min_connections: u32,
+    /// Longest wait for a pooled connection.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Statements slower than this are logged.
+    #[serde(with = "humantime_serde")]
+    pub slow_statement_threshold: Duration,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://authkit.db?mode=rwc".into(),
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(5),
+            slow_statement_threshold: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A URL with any password replaced, for logs and `check-config`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Redis (sessions cache, limits and fan-out across instances; used from a later version).
+#[derive(Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `AUTHKIT_REDIS_URL`.
+    pub url: Option<String>,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+/// Session lifetimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// `AUTHKIT_SESSION_IDLE_TIMEOUT` (default 30m).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// `AUTHKIT_SESSION_ABSOLUTE_TIMEOUT` (default 12h).
+    #[serde(with = "humantime_serde")]
+    pub absolute_timeout: Duration,
+    /// `AUTHKIT_SESSION_REAUTH_WINDOW` (default 5m).
+    #[serde(with = "humantime_serde")]
+    pub reauth_window: Duration,
+    /// How long the in-process cache trusts a session before re-reading it.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        let d = authkit::session::SessionConfig::default();
+        Self {
+            idle_timeout: d.idle_timeout,
+            absolute_timeout: d.absolute_timeout,
+            reauth_window: d.reauth_window,
+            cache_ttl: d.cache_ttl,
+        }
+    }
+}
+
+/// Secret provider settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// `AUTHKIT_SECRETS_PROVIDER`: `local` (default in development) or `env` (default
+    /// elsewhere).
+    pub provider: Option<SecretsProviderKind>,
+    /// Where the `local` provider keeps its files.
+    pub local_dir: PathBuf,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            provider: None,
+            local_dir: PathBuf::from(".authkit/secrets"),
+        }
+    }
+}
+
+/// Registration settings.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// `AUTHKIT_REGISTRATION_MODE`.
+    pub mode: RegistrationMode,
+}
+
+/// Outgoing mail.
+#[derive(Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// `AUTHKIT_SMTP_URL`.
+    pub url: Option<String>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+/// Development mailbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// `AUTHKIT_DEV_MAILBOX_DIR`.
+    pub dev_mailbox_dir: PathBuf,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            dev_mailbox_dir: PathBuf::from(".authkit/mail"),
+        }
+    }
+}
+
+/// Password hashing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordSettings {
+    /// argon2id memory in KiB (≥ OWASP's 19456 at 2 iterations).
+    pub memory_kib: u32,
+    /// argon2id iterations.
+    pub iterations: u32,
+    /// argon2id lanes.
+    pub parallelism: u32,
+    /// Concurrent hashes (0: one per core).
+    pub max_concurrent: usize,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        let p = authkit::password::HashParams::default();
+        Self {
+            memory_kib: p.m_cost_kib,
+            iterations: p.t_cost,
+            parallelism: p.p_cost,
+            max_concurrent: 0,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `AUTHKIT_LOG_FORMAT`: `pretty` or `json`.
+    pub format: LogFormat,
+    /// `AUTHKIT_LOG`: a tracing filter such as `info,authkit=debug`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
+    }
+}
+
+fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Short aliases of MISSION.md §3 → their `section.key`.
+const ALIASES: &[(&str, &str)] = &[
+    ("PROFILE", "profile"),
+    ("LISTEN_ADDR", "server.listen_addr"),
+    ("INTERNAL_ADDR", "server.internal_addr"),
+    ("PUBLIC_URL", "server.public_url"),
+    ("ALLOWED_ORIGINS", "server.allowed_origins"),
+    ("TRUSTED_PROXIES", "server.trusted_proxies"),
+    ("BENCH_ROUTES", "server.bench_routes"),
+    ("DATABASE_URL", "database.url"),
+    ("REDIS_URL", "redis.url"),
+    ("SESSION_IDLE_TIMEOUT", "session.idle_timeout"),
+    ("SESSION_ABSOLUTE_TIMEOUT", "session.absolute_timeout"),
+    ("SESSION_REAUTH_WINDOW", "session.reauth_window"),
+    ("SMTP_URL", "smtp.url"),
+    ("DEV_MAILBOX_DIR", "mail.dev_mailbox_dir"),
+    ("SECRETS_PROVIDER", "secrets.provider"),
+    ("REGISTRATION_MODE", "registration.mode"),
+    ("LOG", "log.filter"),
+    ("LOG_FORMAT", "log.format"),
+];
+
+/// Every environment variable the server reads, with its meaning (for `--help`).
+pub fn documented_variables() -> String {
+    let mut out = String::from(
+        "Every setting is AUTHKIT_<SECTION>__<KEY> (e.g. AUTHKIT_DATABASE__MAX_CONNECTIONS) or one of these aliases:\n",
+    );
+    for (alias, key) in ALIASES {
+        out.push_str(&format!("  AUTHKIT_{alias:<26} {key}\n"));
+    }
+    out.push_str("  AUTHKIT_CONFIG_FILE          a TOML file with the same settings\n");
+    out.push_str("  AUTHKIT_SECRET_<NAME>        key rings for the env secret provider: SESSION_KEY, ENCRYPTION_KEY, PEPPER (kid:base64key,…)\n");
+    out
+}
+
+/// Variables with the prefix that are not settings.
+fn is_not_a_setting(rest: &str) -> bool {
+    rest.starts_with("SECRET_") || rest == "CONFIG_FILE" || rest.starts_with("TEST_")
+}
+
+/// A configuration that failed to load or validate. Names the setting, never a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The layers could not be merged or parsed.
+    #[error("configuration error: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// An environment variable is not a known setting.
+    #[error("unknown setting {0}: see `authkit-server --help` for the list")]
+    UnknownVariable(String),
+    /// A setting is invalid.
+    #[error("invalid setting `{setting}`: {reason}")]
+    Invalid {
+        /// Dotted setting name.
+        setting: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Loads from the process environment (and the file it names).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(std::env::vars())
+    }
+
+    /// Loads from the given variables (tests pass their own instead of mutating the process
+    /// environment).
+    pub fn load(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: BTreeMap<String, String> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("AUTHKIT_"))
+            .collect();
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = vars.get("AUTHKIT_CONFIG_FILE") {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        for (name, value) in &vars {
+            let rest = &name["AUTHKIT_".len()..];
+            if is_not_a_setting(rest) {
+                continue;
+            }
+            let key = match rest.split_once("__") {
+                Some(_) => rest.replace("__", ".").to_ascii_lowercase(),
+                None => ALIASES
+                    .iter()
+                    .find(|(alias, _)| *alias == rest)
+                    .map(|(_, key)| (*key).to_owned())
+                    .ok_or_else(|| ConfigError::UnknownVariable(name.clone()))?,
+            };
+            let parsed: figment::value::Value = value
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+            // Keep strings that look like numbers or lists as written when the setting is a
+            // string (e.g. a port-less host); figment converts where the target type needs it.
+            figment = figment.merge(Serialized::global(&key, parsed));
+        }
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))
+    }
+
+    /// Checks every rule and derives the settings the server runs with.
+    pub fn validate(&self) -> Result<Validated, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let production = self.profile == Profile::Production;
+
+        let public = match parse_public_url(&self.server.public_url) {
+            Ok(origin) => Some(origin),
+            Err(e) => {
+                errors.push(invalid("server.public_url", e));
+                None
+            }
+        };
+        if production && public.as_ref().is_some_and(|o| !o.is_https()) {
+            errors.push(invalid(
+                "server.public_url",
+                "production requires an https:// public URL",
+            ));
+        }
+
+        let mut allowed = Vec::new();
+        for raw in &self.server.allowed_origins {
+            if raw.contains('*') {
+                errors.push(invalid(
+                    "server.allowed_origins",
+                    "wildcards are refused: list each origin",
+                ));
+                continue;
+            }
+            match Origin::parse(raw) {
+                Ok(o) if production && !o.is_https() => errors.push(invalid(
+                    "server.allowed_origins",
+                    format!("`{o}` is not https, refused in production"),
+                )),
+                Ok(o) => allowed.push(o),
+                Err(e) => errors.push(invalid("server.allowed_origins", e.to_string())),
+            }
+        }
+        if let Some(public) = &public {
+            if !allowed.contains(public) {
+                allowed.push(public.clone());
+            }
+        }
+
+        let mut proxies = Vec::new();
+        for raw in &self.server.trusted_proxies {
+            match raw
+                .parse::<IpNet>()
+                .or_else(|_| raw.parse::<std::net::IpAddr>().map(IpNet::from))
+            {
+                Ok(net) => proxies.push(net),
+                Err(_) => errors.push(invalid(
+                    "server.trusted_proxies",
+                    format!("`{raw}` is not a CIDR"),
+                )),
+            }
+        }
+
+        if authkit::store::DatabaseKind::from_url(&self.database.url).is_err() {
+            errors.push(invalid(
+                "database.url",
+                "expected a sqlite:// or postgres:// URL",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            errors.push(invalid("database.max_connections", "must be at least 1"));
+        }
+
+        let s = &self.session;
+        if s.idle_timeout < Duration::from_secs(1) {
+            errors.push(invalid("session.idle_timeout", "must be at least 1s"));
+        }
+        if s.absolute_timeout < s.idle_timeout {
+            errors.push(invalid(
+                "session.absolute_timeout",
+                "must not be shorter than the idle timeout",
+            ));
+        }
+        if s.reauth_window < Duration::from_secs(1) {
+            errors.push(invalid("session.reauth_window", "must be at least 1s"));
+        }
+
+        let provider = self.secrets.provider.unwrap_or(match self.profile {
+            Profile::Development => SecretsProviderKind::Local,
+            Profile::Staging | Profile::Production => SecretsProviderKind::Env,
+        });
+        if production && provider == SecretsProviderKind::Local {
+            errors.push(invalid(
+                "secrets.provider",
+                "the `local` provider generates development keys; production needs real secrets (e.g. `env`)",
+            ));
+        }
+
+        if self.registration.mode == RegistrationMode::VerifyFirst {
+            errors.push(invalid(
+                "registration.mode",
+                "`verify-first` needs mail delivery, which this version does not have yet; use `instant`",
+            ));
+        }
+        if production && self.smtp.url.is_none() {
+            errors.push(invalid("smtp.url", "production requires AUTHKIT_SMTP_URL"));
+        }
+        if production && self.server.bench_routes {
+            errors.push(invalid(
+                "server.bench_routes",
+                "benchmark routes are refused in production",
+            ));
+        }
+
+        let hash = authkit::password::HashParams {
+            m_cost_kib: self.password.memory_kib,
+            t_cost: self.password.iterations,
+            p_cost: self.password.parallelism,
+        };
+        if let Err(e) = hash.validate() {
+            errors.push(invalid("password.memory_kib", e.to_string()));
+        }
+
+        let Some(public) = public else {
+            return Err(errors);
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let secure_cookies = production || public.is_https();
+        Ok(Validated {
+            config: self.clone(),
+            public_origin: public,
+            allowed_origins: allowed,
+            trusted_proxies: proxies,
+            secrets_provider: provider,
+            secure_cookies,
+            hash_params: hash,
+        })
+    }
+}
+
+fn parse_public_url(url: &str) -> Result<Origin, String> {
+    Origin::of_url(url).ok_or_else(|| format!("`{url}` is not an http(s):// URL"))
+}
+
+/// A configuration that passed validation, with derived values.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The raw settings.
+    pub config: Config,
+    /// Origin of `server.public_url`.
+    pub public_origin: Origin,
+    /// Allowed origins including the public one.
+    pub allowed_origins: Vec<Origin>,
+    /// Trusted proxy networks.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The provider in effect.
+    pub secrets_provider: SecretsProviderKind,
+    /// `Secure` + `__Host-` cookies.
+    pub secure_cookies: bool,
+    /// argon2id parameters.
+    pub hash_params: authkit::password::HashParams,
+}
+
+impl Validated {
+    /// The library's session settings.
+    pub fn session_config(&self) -> authkit::session::SessionConfig {
+        let s = &self.config.session;
+        authkit::session::SessionConfig {
+            idle_timeout: s.idle_timeout,
+            absolute_timeout: s.absolute_timeout,
+            reauth_window: s.reauth_window,
+            cache_ttl: s.cache_ttl,
+            cookie: authkit::session::CookieConfig {
+                secure: self.secure_cookies,
+                ..authkit::session::CookieConfig::default()
+            },
+            ..authkit::session::SessionConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_in_development_on_sqlite() {
+        let c = Config::load(vars(&[])).unwrap();
+        assert_eq!(c.profile, Profile::Development);
+        assert_eq!(c.database.url, "sqlite://authkit.db?mode=rwc");
+        let v = c.validate().unwrap();
+        assert_eq!(v.secrets_provider, SecretsProviderKind::Local);
+        assert!(!v.secure_cookies);
+        assert_eq!(
+            v.allowed_origins,
+            vec![Origin::parse("http://localhost:8080").unwrap()]
+        );
+    }
+
+    #[test]
+    fn aliases_and_sections_both_work() {
+        let c = Config::load(vars(&[
+            ("AUTHKIT_SESSION_IDLE_TIMEOUT", "10m"),
+            ("AUTHKIT_SESSION__ABSOLUTE_TIMEOUT", "2h"),
+            (
+                "AUTHKIT_ALLOWED_ORIGINS",
+                "http://localhost:5173, https://app.example.org",
+            ),
+            ("AUTHKIT_DATABASE__MAX_CONNECTIONS", "3"),
+            ("AUTHKIT_SECRET_SESSION_KEY", "ignored:here"),
+        ]))
+        .unwrap();
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(600));
+        assert_eq!(c.session.absolute_timeout, Duration::from_secs(7200));
+        assert_eq!(c.server.allowed_origins.len(), 2);
+        assert_eq!(c.database.max_connections, 3);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let err = Config::load(vars(&[("AUTHKIT_SESSION_IDLE_TIMEOUT", "soon")])).unwrap_err();
+        assert!(err.to_string().contains("idle_timeout"), "{err}");
+        let err = Config::load(vars(&[("AUTHKIT_NOPE", "1")])).unwrap_err();
+        assert!(err.to_string().contains("AUTHKIT_NOPE"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_insecure_settings() {
+        let c = Config::load(vars(&[
+            ("AUTHKIT_PROFILE", "production"),
+            ("AUTHKIT_PUBLIC_URL", "http://auth.example.org"),
+            ("AUTHKIT_ALLOWED_ORIGINS", "*"),
+            ("AUTHKIT_SECRETS_PROVIDER", "local"),
+        ]))
+        .unwrap();
+        let errors: Vec<String> = c
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let all = errors.join("\n");
+        for setting in [
+            "server.public_url",
+            "server.allowed_origins",
+            "secrets.provider",
+            "smtp.url",
+        ] {
+            assert!(all.contains(setting), "{setting} missing in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn production_sets_secure_host_cookies() {
+        let c = Config::load(vars(&[
+            ("AUTHKIT_PROFILE", "production"),
+            ("AUTHKIT_PUBLIC_URL", "https://auth.example.org"),
+            ("AUTHKIT_SMTP_URL", "smtp://mail.example.org:587"),
+        ]))
+        .unwrap();
+        let v = c.validate().unwrap();
+        assert!(v.secure_cookies);
+        assert_eq!(v.secrets_provider, SecretsProviderKind::Env);
+        assert_eq!(
+            v.session_config().cookie.full_name(),
+            "__Host-authkit_session"
+        );
+    }
+
+    #[test]
+    fn redacts_database_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://authkit.db"), "sqlite://authkit.db");
+        let c = Config::load(vars(&[(
+            "AUTHKIT_DATABASE_URL",
+            "postgres://u:hunter2@h/d",
+        )]))
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

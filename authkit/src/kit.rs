@@ -1,0 +1,280 @@
+//! [`AuthKit`]: everything assembled, and its builder.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::csrf::{CsrfConfig, CsrfTokens, Origin};
+use crate::layer::AuthLayer;
+use crate::password::{HashParams, PasswordError, PasswordHasher, PasswordPolicy};
+use crate::rng::{OsRandom, RandomSource};
+use crate::secrets::{SecretError, SecretKeys, SecretProvider};
+use crate::service::{AuthApi, AuthService, AuthState};
+use crate::session::{SessionConfig, SessionManager};
+use crate::store::{SqlStore, SqlStoreOptions, Store, StoreError};
+
+/// Why [`AuthKitBuilder::build`] (or a step of it) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No store: call `.database(url)` or `.store(…)`.
+    #[error("no store configured: call .database(url) or .store(store)")]
+    NoStore,
+    /// No keys: call `.secrets(provider)` or `.keys(…)`.
+    #[error("no keys configured: call .secrets(provider) or .keys(keys)")]
+    NoKeys,
+    /// The database could not be opened or migrated.
+    #[error("could not open the database")]
+    Store(#[from] StoreError),
+    /// A secret could not be loaded.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The password hasher could not start.
+    #[error("invalid password hashing settings")]
+    Password(#[from] PasswordError),
+    /// A setting is out of range.
+    #[error("invalid setting `{setting}`: {reason}")]
+    Setting {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+/// Builds an [`AuthKit`].
+#[must_use]
+pub struct AuthKitBuilder {
+    store: Option<Arc<dyn Store>>,
+    keys: Option<SecretKeys>,
+    session: SessionConfig,
+    allowed_origins: HashSet<Origin>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn RandomSource>,
+    hash_params: HashParams,
+    max_concurrent_hashes: Option<usize>,
+    policy: PasswordPolicy,
+    max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for AuthKitBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthKitBuilder")
+            .field("session", &self.session)
+            .field("allowed_origins", &self.allowed_origins)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AuthKitBuilder {
+    fn default() -> Self {
+        Self {
+            store: None,
+            keys: None,
+            session: SessionConfig::default(),
+            allowed_origins: HashSet::new(),
+            clock: Arc::new(SystemClock),
+            rng: Arc::new(OsRandom),
+            hash_params: HashParams::default(),
+            max_concurrent_hashes: None,
+            policy: PasswordPolicy::default(),
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl AuthKitBuilder {
+    /// Opens `sqlite://…` or `postgres://…` and runs migrations.
+    pub async fn database(self, url: &str) -> Result<Self, BuildError> {
+        self.database_with(url, SqlStoreOptions::default()).await
+    }
+
+    /// Opens a database with pool options.
+    pub async fn database_with(
+        mut self,
+        url: &str,
+        options: SqlStoreOptions,
+    ) -> Result<Self, BuildError> {
+        self.store = Some(Arc::new(SqlStore::connect(url, options).await?));
+        Ok(self)
+    }
+
+    /// Uses `store` (e.g. [`MemoryStore`](crate::store::MemoryStore) in tests).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Loads the key rings from `provider`.
+    pub async fn secrets(mut self, provider: impl SecretProvider) -> Result<Self, BuildError> {
+        self.keys = Some(SecretKeys::load(&provider).await?);
+        Ok(self)
+    }
+
+    /// Uses key rings loaded elsewhere.
+    pub fn keys(mut self, keys: SecretKeys) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Session lifetimes and cookie.
+    pub fn session_config(mut self, config: SessionConfig) -> Self {
+        self.session = config;
+        self
+    }
+
+    /// Origins allowed to send unsafe requests (the public URL's origin and the frontends).
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = Origin>) -> Self {
+        self.allowed_origins.extend(origins);
+        self
+    }
+
+    /// The clock (tests inject a [`ManualClock`](crate::clock::ManualClock)).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The random source.
+    pub fn rng(mut self, rng: Arc<dyn RandomSource>) -> Self {
+        self.rng = rng;
+        self
+    }
+
+    /// argon2id parameters (refused below OWASP's minimum).
+    pub fn hash_params(mut self, params: HashParams) -> Self {
+        self.hash_params = params;
+        self
+    }
+
+    /// Most password hashes computed at once (default: one per core).
+    pub fn max_concurrent_hashes(mut self, n: usize) -> Self {
+        self.max_concurrent_hashes = Some(n);
+        self
+    }
+
+    /// The password policy for new passwords.
+    pub fn password_policy(mut self, policy: PasswordPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Largest accepted request body of the auth endpoints, in bytes (default 16 KiB).
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+
+    /// Assembles everything; computes one password hash (the dummy for unknown users).
+    pub async fn build(self) -> Result<AuthKit, BuildError> {
+        let store = self.store.ok_or(BuildError::NoStore)?;
+        let keys = self.keys.ok_or(BuildError::NoKeys)?;
+        let s = &self.session;
+        if s.idle_timeout.as_secs() == 0 || s.absolute_timeout < s.idle_timeout {
+            return Err(BuildError::Setting {
+                setting: "session timeouts",
+                reason: "idle must be at least 1s and not longer than absolute",
+            });
+        }
+        if self.policy.min_chars == 0 || self.policy.max_chars < self.policy.min_chars {
+            return Err(BuildError::Setting {
+                setting: "password policy",
+                reason: "need 1 <= min_chars <= max_chars",
+            });
+        }
+        let hasher = PasswordHasher::new(
+            self.hash_params,
+            self.max_concurrent_hashes,
+            Arc::clone(&self.rng),
+        )
+        .await?;
+        let sessions = SessionManager::new(
+            Arc::clone(&store),
+            self.session.clone(),
+            Arc::clone(&self.clock),
+            Arc::clone(&self.rng),
+        );
+        let csrf = CsrfTokens::new(keys.session.clone());
+        let csrf_config = CsrfConfig {
+            allowed_origins: self.allowed_origins,
+            session_cookie: self.session.cookie.full_name(),
+        };
+        let state = AuthState {
+            store,
+            sessions: sessions.clone(),
+            hasher,
+            policy: Arc::new(self.policy),
+            csrf: csrf.clone(),
+            clock: self.clock,
+            rng: self.rng,
+            users: moka::future::Cache::builder()
+                .max_capacity(self.session.cache_capacity)
+                .time_to_live(self.session.cache_ttl)
+                .build(),
+        };
+        Ok(AuthKit {
+            layer: AuthLayer::new(sessions, csrf_config, csrf),
+            service: AuthService::new(state.clone(), self.max_body_bytes),
+            state,
+            keys,
+        })
+    }
+}
+
+/// authkit, assembled: the layer, the service and the parts behind them.
+#[derive(Clone)]
+pub struct AuthKit {
+    layer: AuthLayer,
+    service: AuthService,
+    state: AuthState,
+    keys: SecretKeys,
+}
+
+impl std::fmt::Debug for AuthKit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthKit").finish_non_exhaustive()
+    }
+}
+
+impl AuthKit {
+    /// Starts a builder.
+    pub fn builder() -> AuthKitBuilder {
+        AuthKitBuilder::default()
+    }
+
+    /// The session and CSRF layer: put it in front of every route (`.layer(auth.layer())`).
+    pub fn layer(&self) -> AuthLayer {
+        self.layer.clone()
+    }
+
+    /// The auth endpoints: mount under `/api/v1/auth` (`.nest_service("/api/v1/auth", …)`).
+    pub fn service(&self) -> AuthService {
+        self.service.clone()
+    }
+
+    /// The OpenAPI document of the auth endpoints mounted at `/api/v1/auth`.
+    pub fn openapi() -> utoipa::openapi::OpenApi {
+        use utoipa::OpenApi as _;
+        utoipa::openapi::OpenApi::default().nest("/api/v1/auth", AuthApi::openapi())
+    }
+
+    /// Sessions: list or revoke a user's sessions from app code.
+    pub fn sessions(&self) -> &SessionManager {
+        &self.state.sessions
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.state.store
+    }
+
+    /// The password hasher (shares the concurrency bound with the endpoints).
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.state.hasher
+    }
+
+    /// The loaded key rings.
+    pub fn keys(&self) -> &SecretKeys {
+        &self.keys
+    }
+}

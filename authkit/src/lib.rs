@@ -1,0 +1,78 @@
+//! # authkit
+//!
+//! Framework-agnostic auth for Rust web services, as `tower` layers and services:
+//! httpOnly cookie sessions, CSRF protection and password login (argon2id), on SQLite,
+//! PostgreSQL or memory. Tokens never travel in response bodies.
+//!
+//! ```no_run
+//! use authkit::{AuthKit, CurrentUser, secrets::LocalSecrets};
+//! use axum::{Router, routing::get};
+//!
+//! async fn portfolio(user: CurrentUser) -> String {
+//!     format!("portfolio of {}", user.id)
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = AuthKit::builder()
+//!     .database("sqlite://authkit.db?mode=rwc").await?
+//!     .secrets(LocalSecrets::new("./.authkit/secrets")).await?
+//!     .build().await?;
+//! let app: Router = Router::new()
+//!     .route("/portfolio", get(portfolio))
+//!     .nest_service("/api/v1/auth", auth.service())
+//!     .layer(auth.layer());
+//! # Ok(()) }
+//! ```
+//!
+//! ## Parts
+//! - [`session`]: the session layer, tokens, timeouts and rotation;
+//! - [`csrf`]: Fetch Metadata / Origin checks and session-bound tokens;
+//! - [`password`]: argon2id off the executor, and the password policy;
+//! - [`store`]: SQL and in-memory persistence;
+//! - [`secrets`]: where keys come from;
+//! - [`service`]: the auth endpoints and their OpenAPI description;
+//! - [`clock`], [`rng`]: injected time and randomness.
+//!
+//! Without axum, use [`AuthLayer`], [`AuthService`] and [`RequireAuthLayer`] as plain tower
+//! types (see `examples/hyper-bare`).
+//!
+//! ## Deployment caveats
+//! - Serve over HTTPS in production and set [`CookieConfig::secure`](session::CookieConfig):
+//!   it turns on `Secure` and the `__Host-` prefix.
+//! - List your frontends' origins in [`AuthKitBuilder::allowed_origins`]; unsafe requests from
+//!   anywhere else are refused.
+//! - `docs/security.md` explains every default and its reason.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod client;
+pub mod clock;
+pub mod csrf;
+pub mod error;
+#[cfg(feature = "axum")]
+mod extract;
+mod kit;
+mod layer;
+pub mod password;
+mod require;
+pub mod rng;
+pub mod secret;
+pub mod secrets;
+pub mod service;
+pub mod session;
+pub mod store;
+pub mod user;
+mod util;
+
+/// The response body type of authkit's layers and services.
+pub use axum::body::Body;
+pub use client::ClientIp;
+pub use error::{ErrorCode, Problem};
+#[cfg(feature = "axum")]
+pub use extract::{CurrentUser, RequireAal2};
+pub use kit::{AuthKit, AuthKitBuilder, BuildError};
+pub use layer::AuthLayer;
+pub use require::{RequireAuth, RequireAuthLayer};
+pub use service::AuthService;
+pub use session::{AuthenticatedSession, PendingSession, Session, SessionState};

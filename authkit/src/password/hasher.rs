@@ -1,0 +1,399 @@
+use std::sync::{Arc, Mutex, PoisonError};
+
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use secrecy::{ExposeSecret as _, SecretString};
+use subtle::ConstantTimeEq as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use zeroize::Zeroizing;
+
+use super::PasswordError;
+use super::phc::Argon2Phc;
+use crate::rng::{RandomSource, random_array};
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub m_cost_kib: u32,
+    /// Iterations.
+    pub t_cost: u32,
+    /// Parallelism (lanes).
+    pub p_cost: u32,
+}
+
+impl HashParams {
+    /// OWASP's minimum for argon2id: m = 19456 KiB (19 MiB), t = 2, p = 1 (SECURITY.md #18).
+    pub const OWASP_MINIMUM: Self = Self {
+        m_cost_kib: 19_456,
+        t_cost: 2,
+        p_cost: 1,
+    };
+
+    /// Refuses parameters weaker than every row of OWASP's table of equivalent settings
+    /// (46 MiB/t=1, 19 MiB/t=2, 12 MiB/t=3, 9 MiB/t=4, 7 MiB/t≥5).
+    pub fn validate(&self) -> Result<(), PasswordError> {
+        let floor_kib = match self.t_cost {
+            0 => return Err(PasswordError::Params("t_cost must be at least 1")),
+            1 => 47_104,
+            2 => 19_456,
+            3 => 12_288,
+            4 => 9_216,
+            _ => 7_168,
+        };
+        if self.m_cost_kib < floor_kib {
+            return Err(PasswordError::Params(
+                "m_cost is below OWASP's minimum for this t_cost",
+            ));
+        }
+        if self.p_cost == 0 || self.p_cost > 16 {
+            return Err(PasswordError::Params("p_cost must be between 1 and 16"));
+        }
+        if self.m_cost_kib > super::phc::MAX_STORED_M_COST {
+            return Err(PasswordError::Params("m_cost above 1 GiB"));
+        }
+        Ok(())
+    }
+
+    fn argon2(&self, output_len: usize) -> Result<Params, PasswordError> {
+        Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(output_len))
+            .map_err(|_| PasswordError::Params("rejected by argon2"))
+    }
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self::OWASP_MINIMUM
+    }
+}
+
+/// Outcome of a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Verification {
+    /// The password matches; `needs_rehash` when the stored hash used other parameters.
+    Match {
+        /// Rehash with the current parameters and store the new hash.
+        needs_rehash: bool,
+    },
+    /// The password does not match (or the account has no usable hash).
+    Mismatch,
+}
+
+const SALT_LEN: usize = 16;
+const OUTPUT_LEN: usize = 32;
+
+/// Hashes and verifies passwords off the async executor, a bounded number at a time.
+///
+/// Cloning is cheap and shares the permits and memory pool.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    params: HashParams,
+    permits: Arc<Semaphore>,
+    max_concurrent: usize,
+    /// One argon2 work area per permit, reused so that the allocator does not keep a fresh
+    /// 19 MiB buffer per hash (the cause of gigabyte RSS in peers under a login storm).
+    pool: Arc<Mutex<Vec<Vec<Block>>>>,
+    rng: Arc<dyn RandomSource>,
+    /// A hash of a random password, verified against for unknown users.
+    dummy: String,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.inner.params)
+            .field("max_concurrent", &self.inner.max_concurrent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default bound on concurrent hashes: the number of available cores.
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
+impl PasswordHasher {
+    /// A hasher with `params`, at most `max_concurrent` hashes at once (`None`: one per core).
+    ///
+    /// Computes the dummy hash once, so this takes as long as one hash.
+    pub async fn new(
+        params: HashParams,
+        max_concurrent: Option<usize>,
+        rng: Arc<dyn RandomSource>,
+    ) -> Result<Self, PasswordError> {
+        params.validate()?;
+        params.argon2(OUTPUT_LEN)?;
+        let max_concurrent = max_concurrent.unwrap_or_else(default_concurrency).max(1);
+        let mut hasher = Self {
+            inner: Arc::new(Inner {
+                params,
+                permits: Arc::new(Semaphore::new(max_concurrent)),
+                max_concurrent,
+                pool: Arc::new(Mutex::new(Vec::new())),
+                rng,
+                dummy: String::new(),
+            }),
+        };
+        let random: [u8; 24] = random_array(hasher.inner.rng.as_ref())?;
+        let dummy_password = SecretString::from(crate::util::hex_lower(&random));
+        let dummy = hasher.hash(&dummy_password).await?;
+        if let Some(inner) = Arc::get_mut(&mut hasher.inner) {
+            inner.dummy = dummy;
+        }
+        Ok(hasher)
+    }
+
+    /// The parameters new hashes use.
+    pub fn params(&self) -> HashParams {
+        self.inner.params
+    }
+
+    /// The bound on concurrent hashes.
+    pub fn max_concurrent(&self) -> usize {
+        self.inner.max_concurrent
+    }
+
+    /// Hashes `password` with a fresh salt; returns the PHC string.
+    pub async fn hash(&self, password: &SecretString) -> Result<String, PasswordError> {
+        let salt: [u8; SALT_LEN] = random_array(self.inner.rng.as_ref())?;
+        let params = self.inner.params;
+        let argon2_params = params.argon2(OUTPUT_LEN)?;
+        let pw = Zeroizing::new(password.expose_secret().as_bytes().to_vec());
+        self.run(move |blocks| {
+            let mut out = [0u8; OUTPUT_LEN];
+            compute(&argon2_params, &pw, &salt, &mut out, blocks)?;
+            Ok(Argon2Phc {
+                m_cost: params.m_cost_kib,
+                t_cost: params.t_cost,
+                p_cost: params.p_cost,
+                salt: salt.to_vec(),
+                hash: out.to_vec(),
+            }
+            .encode())
+        })
+        .await
+    }
+
+    /// Verifies `password` against `stored` (a PHC string). With no stored hash, or one that
+    /// cannot be parsed, it verifies against the dummy hash and answers `Mismatch`, so that
+    /// missing accounts and accounts without a password cost the same as a wrong password.
+    pub async fn verify(
+        &self,
+        password: &SecretString,
+        stored: Option<&str>,
+    ) -> Result<Verification, PasswordError> {
+        let parsed = stored.and_then(|s| {
+            let parsed = Argon2Phc::parse(s);
+            if parsed.is_none() {
+                tracing::warn!(
+                    "stored password hash is not an argon2id PHC string; treated as no password"
+                );
+            }
+            parsed
+        });
+        let (phc, real) = match parsed {
+            Some(phc) => (phc, true),
+            None => (
+                Argon2Phc::parse(&self.inner.dummy).ok_or(PasswordError::Argon2)?,
+                false,
+            ),
+        };
+        let current = self.inner.params;
+        let needs_rehash = phc.m_cost != current.m_cost_kib
+            || phc.t_cost != current.t_cost
+            || phc.p_cost != current.p_cost
+            || phc.salt.len() < SALT_LEN
+            || phc.hash.len() != OUTPUT_LEN;
+        let stored_params = HashParams {
+            m_cost_kib: phc.m_cost,
+            t_cost: phc.t_cost,
+            p_cost: phc.p_cost,
+        }
+        .argon2(phc.hash.len())?;
+        let pw = Zeroizing::new(password.expose_secret().as_bytes().to_vec());
+        let matches = self
+            .run(move |blocks| {
+                let mut out = Zeroizing::new(vec![0u8; phc.hash.len()]);
+                compute(&stored_params, &pw, &phc.salt, &mut out, blocks)?;
+                Ok(bool::from(out.as_slice().ct_eq(&phc.hash)))
+            })
+            .await?;
+        Ok(if matches && real {
+            Verification::Match { needs_rehash }
+        } else {
+            Verification::Mismatch
+        })
+    }
+
+    /// Runs `work` on the blocking pool with a permit and a pooled argon2 work area. The
+    /// permit moves into the task, so a cancelled request cannot let more hashes run at once
+    /// than the bound allows.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Vec<Block>) -> Result<T, PasswordError> + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let permit: OwnedSemaphorePermit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| PasswordError::TaskFailed)?;
+        let pool = Arc::clone(&self.inner.pool);
+        tokio::task::spawn_blocking(move || {
+            let mut blocks = pool
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()
+                .unwrap_or_default();
+            let result = work(&mut blocks);
+            pool.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(blocks);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|_| PasswordError::TaskFailed)?
+    }
+}
+
+/// argon2id into `out`, growing the pooled work area when these parameters need more.
+fn compute(
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    blocks: &mut Vec<Block>,
+) -> Result<(), PasswordError> {
+    let needed = params.block_count();
+    if blocks.len() < needed {
+        blocks.resize(needed, Block::new());
+    }
+    let area = blocks.get_mut(..needed).ok_or(PasswordError::Argon2)?;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(password, salt, out, area)
+        .map_err(|_| PasswordError::Argon2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::OsRandom;
+
+    async fn hasher() -> PasswordHasher {
+        PasswordHasher::new(HashParams::default(), Some(2), Arc::new(OsRandom))
+            .await
+            .unwrap()
+    }
+
+    // SECURITY.md #18
+    #[tokio::test]
+    async fn hashes_with_owasp_argon2id_and_unique_salts() {
+        let h = hasher().await;
+        let pw = SecretString::from("correct horse battery staple");
+        let a = h.hash(&pw).await.unwrap();
+        let b = h.hash(&pw).await.unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b, "two hashes of one password must differ (salt)");
+        assert_eq!(
+            h.verify(&pw, Some(&a)).await.unwrap(),
+            Verification::Match {
+                needs_rehash: false
+            }
+        );
+        let wrong = SecretString::from("correct horse battery stapler");
+        assert_eq!(
+            h.verify(&wrong, Some(&a)).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_users_and_garbage_hashes_never_match() {
+        let h = hasher().await;
+        let pw = SecretString::from("whatever it is");
+        assert_eq!(h.verify(&pw, None).await.unwrap(), Verification::Mismatch);
+        assert_eq!(
+            h.verify(&pw, Some("not a hash")).await.unwrap(),
+            Verification::Mismatch
+        );
+        // The dummy's own password is random and unknown, so even guessing the dummy fails.
+        assert_eq!(
+            h.verify(&pw, Some(&h.inner.dummy.clone())).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn older_parameters_verify_and_ask_for_a_rehash() {
+        let strong = PasswordHasher::new(
+            HashParams {
+                m_cost_kib: 12_288,
+                t_cost: 3,
+                p_cost: 1,
+            },
+            Some(1),
+            Arc::new(OsRandom),
+        )
+        .await
+        .unwrap();
+        let pw = SecretString::from("a long enough passphrase");
+        let old = strong.hash(&pw).await.unwrap();
+        let current = hasher().await;
+        assert_eq!(
+            current.verify(&pw, Some(&old)).await.unwrap(),
+            Verification::Match { needs_rehash: true }
+        );
+    }
+
+    #[test]
+    fn refuses_parameters_below_owasp() {
+        assert!(
+            HashParams {
+                m_cost_kib: 19_455,
+                t_cost: 2,
+                p_cost: 1
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            HashParams {
+                m_cost_kib: 19_456,
+                t_cost: 1,
+                p_cost: 1
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            HashParams {
+                m_cost_kib: 47_104,
+                t_cost: 1,
+                p_cost: 1
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            HashParams {
+                m_cost_kib: 7_168,
+                t_cost: 5,
+                p_cost: 1
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            HashParams {
+                m_cost_kib: 19_456,
+                t_cost: 2,
+                p_cost: 0
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

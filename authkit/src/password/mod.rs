@@ -1,0 +1,33 @@
+//! Password hashing (argon2id) and the password policy.
+//!
+//! Hashing runs on Tokio's blocking pool behind a semaphore sized to the machine's cores, and
+//! each permit owns a reusable argon2 memory block: concurrency, CPU and memory all stay
+//! bounded however many logins arrive (peak ≈ permits × `m_cost`). Unknown users are verified
+//! against a dummy hash with the same parameters, so they cost the same work as a wrong
+//! password (SECURITY.md #20).
+
+mod common;
+mod hasher;
+mod phc;
+mod policy;
+
+pub use hasher::{HashParams, PasswordHasher, Verification, default_concurrency};
+pub use policy::{PasswordPolicy, PolicyViolation};
+
+/// Why hashing or verification failed (never because the password was wrong).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasswordError {
+    /// Parameters below the accepted floor, or rejected by argon2.
+    #[error("invalid argon2 parameters: {0}")]
+    Params(&'static str),
+    /// The random source failed while making a salt.
+    #[error(transparent)]
+    Random(#[from] crate::rng::RandomError),
+    /// argon2 itself failed.
+    #[error("argon2 failed")]
+    Argon2,
+    /// The blocking task was cancelled or panicked.
+    #[error("the hashing task did not complete")]
+    TaskFailed,
+}

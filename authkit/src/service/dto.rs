@@ -1,0 +1,174 @@
+//! Request and response bodies of the auth API (the contract in MISSION.md §3).
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::clock::Timestamp;
+use crate::session::{Aal, AuthenticatedSession, SessionRecord};
+use crate::user::UserRecord;
+
+/// `{email, password}` for `register` and `login`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery staple"}))]
+pub struct Credentials {
+    /// E-mail address (a single string; arrays and objects are refused).
+    pub email: String,
+    /// Password, 8–128 characters.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+/// `{password}` or `{code}` for `reauthenticate`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"password": "correct horse battery staple"}))]
+pub struct Reauthenticate {
+    /// The account password.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<SecretString>,
+    /// A current second-factor code (once MFA is enrolled).
+    #[schema(value_type = Option<String>)]
+    pub code: Option<SecretString>,
+}
+
+/// `{current_password, new_password}` for `password/change`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    /// The password in use now.
+    #[schema(value_type = String, format = Password)]
+    pub current_password: SecretString,
+    /// The new password (password policy applies).
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretString,
+}
+
+/// A user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// Stable id (UUID).
+    pub id: String,
+    /// Normalised e-mail address.
+    pub email: String,
+    /// Whether the address is verified.
+    pub email_verified: bool,
+    /// Whether a second factor is enrolled.
+    pub mfa_enabled: bool,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(u: &UserRecord) -> Self {
+        Self {
+            id: u.id.to_string(),
+            email: u.email.as_str().to_owned(),
+            email_verified: u.email_verified,
+            mfa_enabled: u.mfa_enabled,
+            created_at: u.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// A session. `id` is a public handle, never the cookie value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// Public handle (for `DELETE /sessions/{id}`).
+    pub id: String,
+    /// `aal1` or `aal2`.
+    pub aal: Aal,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub last_seen_at: String,
+    /// When a factor was last proved, RFC 3339 UTC.
+    pub authenticated_at: String,
+    /// Absolute expiry, RFC 3339 UTC.
+    pub expires_at: String,
+    /// Expiry if unused from now on, RFC 3339 UTC.
+    pub idle_expires_at: String,
+    /// Whether this is the session of the request.
+    pub current: bool,
+    /// Client address at sign-in.
+    pub ip: Option<String>,
+    /// User agent at sign-in.
+    pub user_agent: Option<String>,
+}
+
+impl SessionView {
+    pub(crate) fn current(s: &AuthenticatedSession) -> Self {
+        Self {
+            id: s.handle().to_owned(),
+            aal: s.aal(),
+            created_at: s.created_at().to_rfc3339(),
+            last_seen_at: s.last_seen_at().to_rfc3339(),
+            authenticated_at: s.authenticated_at().to_rfc3339(),
+            expires_at: s.expires_at().to_rfc3339(),
+            idle_expires_at: s.idle_expires_at().to_rfc3339(),
+            current: true,
+            ip: s.ip().map(str::to_owned),
+            user_agent: s.user_agent().map(str::to_owned),
+        }
+    }
+
+    pub(crate) fn stored(s: &SessionRecord, idle_expires_at: Timestamp, current: bool) -> Self {
+        Self {
+            id: s.handle.clone(),
+            aal: s.aal,
+            created_at: s.created_at.to_rfc3339(),
+            last_seen_at: s.last_seen_at.to_rfc3339(),
+            authenticated_at: s.authenticated_at.to_rfc3339(),
+            expires_at: s.expires_at.to_rfc3339(),
+            idle_expires_at: idle_expires_at.to_rfc3339(),
+            current,
+            ip: s.ip.clone(),
+            user_agent: s.user_agent.clone(),
+        }
+    }
+}
+
+/// `{user, session}`: answer of login, register, `GET /session` and re-authentication.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserSession {
+    /// The signed-in user.
+    pub user: UserView,
+    /// The current session.
+    pub session: SessionView,
+}
+
+/// Answer of a login that needs a second factor.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"mfa_required": true, "methods": ["totp", "backup_code"]}))]
+pub struct MfaRequired {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// Factors the user can complete the login with.
+    pub methods: Vec<String>,
+}
+
+/// `{sessions: [Session]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    /// The user's live sessions, newest first.
+    pub sessions: Vec<SessionView>,
+}
+
+/// `{token}` for clients that send no browser headers.
+#[derive(Serialize, ToSchema)]
+pub struct CsrfTokenView {
+    /// Send as `X-CSRF-Token` on unsafe requests.
+    pub token: String,
+}
+
+macro_rules! redacted_debug {
+    ($($ty:ident),*) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty)).finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+redacted_debug!(Credentials, Reauthenticate, ChangePassword, CsrfTokenView);

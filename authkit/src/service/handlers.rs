@@ -1,0 +1,399 @@
+//! The auth endpoints. Each handler documents its OpenAPI contract.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::AuthState;
+use super::dto::{
+    ChangePassword, Credentials, CsrfTokenView, MfaRequired, Reauthenticate, SessionList,
+    SessionView, UserSession, UserView,
+};
+use super::error::ApiError;
+use super::json::JsonBody;
+use crate::error::{ErrorCode, Problem};
+use crate::password::{PolicyViolation, Verification};
+use crate::session::{Aal, AuthenticatedSession, Session, SessionKind};
+use crate::store::NewUser;
+use crate::user::{Email, UserId, UserRecord};
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+fn parse_email(raw: &str) -> ApiResult<Email> {
+    Email::parse(raw).map_err(|_| ApiError::validation("`email` is not a valid e-mail address"))
+}
+
+/// Refuses over-long passwords before any hashing: a 1 MB "password" is a client mistake
+/// (400), not work for argon2 (SECURITY.md #16).
+fn check_max_length(state: &AuthState, password: &SecretString, field: &str) -> ApiResult<()> {
+    match state.policy.check_length(password.expose_secret()) {
+        Err(PolicyViolation::TooLong { max }) => Err(ApiError::validation(format!(
+            "`{field}` must have at most {max} characters"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn load_user(state: &AuthState, session: &Session, id: &UserId) -> ApiResult<UserRecord> {
+    match state.store.user_by_id(id).await? {
+        Some(user) => Ok(user),
+        None => {
+            // The account is gone: its sessions must end with it.
+            session.logout().await?;
+            Err(ApiError::new(ErrorCode::Unauthenticated))
+        }
+    }
+}
+
+fn user_session(user: &UserRecord, session: &AuthenticatedSession) -> UserSession {
+    UserSession {
+        user: UserView::from(user),
+        session: SessionView::current(session),
+    }
+}
+
+/// Verifies `password` for `user` (or the dummy hash when there is no such user) and, on a
+/// match with outdated parameters, rehashes in the background so that the response time does
+/// not reveal the upgrade (Django CVE-2016-2513).
+async fn verify_password(
+    state: &AuthState,
+    user: Option<&UserRecord>,
+    password: &SecretString,
+) -> ApiResult<bool> {
+    let stored = user.and_then(|u| u.password_hash.as_deref());
+    match state.hasher.verify(password, stored).await? {
+        Verification::Mismatch => Ok(false),
+        Verification::Match { needs_rehash } => {
+            if let (true, Some(user)) = (needs_rehash, user) {
+                let (hasher, store, clock) = (
+                    state.hasher.clone(),
+                    state.store.clone(),
+                    state.clock.clone(),
+                );
+                let (id, password) = (user.id.clone(), password.clone());
+                tokio::spawn(async move {
+                    let result = match hasher.hash(&password).await {
+                        Ok(phc) => store
+                            .set_password_hash(&id, &phc, clock.now())
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(error) = result {
+                        tracing::warn!(user_id = %id, %error, "password rehash failed; will retry at next login");
+                    }
+                });
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// Create an account (registration mode `instant`).
+#[utoipa::path(
+    post, path = "/register", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 201, description = "Account created and signed in; session cookie set", body = UserSession),
+        (status = 400, description = "`validation_failed` or `password_too_weak`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`account_exists`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn register(
+    State(state): State<AuthState>,
+    session: Session,
+    JsonBody(body): JsonBody<Credentials>,
+) -> ApiResult {
+    let email = parse_email(&body.email)?;
+    state
+        .policy
+        .check(body.password.expose_secret(), Some(&email))?;
+    let phc = state.hasher.hash(&body.password).await?;
+    let id = UserId::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
+    let user = state
+        .store
+        .create_user(NewUser {
+            id,
+            email,
+            password_hash: Some(phc),
+            now: state.clock.now(),
+        })
+        .await?;
+    let s = session.login(&user.id, Aal::Aal1).await?;
+    Ok((StatusCode::CREATED, Json(user_session(&user, &s))).into_response())
+}
+
+/// Sign in with e-mail and password.
+#[utoipa::path(
+    post, path = "/login", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in (session cookie set), or `{mfa_required}` with a pending-session cookie", body = UserSession),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: unknown address and wrong password answer identically", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn login(
+    State(state): State<AuthState>,
+    session: Session,
+    JsonBody(body): JsonBody<Credentials>,
+) -> ApiResult {
+    let email = parse_email(&body.email)?;
+    check_max_length(&state, &body.password, "password")?;
+    let user = state.store.user_by_email(&email).await?;
+    if !verify_password(&state, user.as_ref(), &body.password).await? {
+        return Err(ApiError::new(ErrorCode::InvalidCredentials));
+    }
+    let Some(user) = user else {
+        return Err(ApiError::new(ErrorCode::InvalidCredentials));
+    };
+    if user.mfa_enabled {
+        session.begin_pending(&user.id).await?;
+        let body = MfaRequired {
+            mfa_required: true,
+            methods: vec!["totp".into(), "backup_code".into()],
+        };
+        return Ok(Json(body).into_response());
+    }
+    let s = session.login(&user.id, Aal::Aal1).await?;
+    Ok(Json(user_session(&user, &s)).into_response())
+}
+
+/// End the session server-side and clear the cookie.
+#[utoipa::path(
+    post, path = "/logout", tag = "auth",
+    responses((status = 204, description = "Signed out (also when there was no session)"))
+)]
+pub(crate) async fn logout(session: Session) -> ApiResult {
+    session.logout().await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    // "cache", not "cookies": wiping cookies would also drop the device cookie of the
+    // lockout protection (MISSION.md contract details).
+    response
+        .headers_mut()
+        .insert("clear-site-data", HeaderValue::from_static("\"cache\""));
+    Ok(response)
+}
+
+/// The current user and session.
+#[utoipa::path(
+    get, path = "/session", tag = "auth",
+    responses(
+        (status = 200, body = UserSession),
+        (status = 401, description = "`unauthenticated`, or `mfa_required` for a pending session", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []))
+)]
+pub(crate) async fn current_session(State(state): State<AuthState>, session: Session) -> ApiResult {
+    let s = session.authenticated()?;
+    let user = match state.users.get(s.user_id()).await {
+        Some(user) => user,
+        None => {
+            let user = std::sync::Arc::new(load_user(&state, &session, s.user_id()).await?);
+            state
+                .users
+                .insert(s.user_id().clone(), std::sync::Arc::clone(&user))
+                .await;
+            user
+        }
+    };
+    Ok(Json(user_session(&user, &s)).into_response())
+}
+
+/// The user's live sessions.
+#[utoipa::path(
+    get, path = "/sessions", tag = "sessions",
+    responses(
+        (status = 200, body = SessionList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []))
+)]
+pub(crate) async fn list_sessions(State(state): State<AuthState>, session: Session) -> ApiResult {
+    let current = session.authenticated()?;
+    let now = state.clock.now();
+    let config = state.sessions.config();
+    let sessions = state
+        .sessions
+        .list(current.user_id())
+        .await?
+        .iter()
+        .filter_map(|record| {
+            if record.handle == current.handle() {
+                return Some(SessionView::current(&current));
+            }
+            let idle = match record.kind {
+                SessionKind::Pending => record.expires_at,
+                SessionKind::Full => record.last_seen_at.saturating_add(config.idle_timeout),
+            };
+            (now < record.expires_at && now < idle)
+                .then(|| SessionView::stored(record, idle, false))
+        })
+        .collect();
+    Ok(Json(SessionList { sessions }).into_response())
+}
+
+fn require_recent_auth(state: &AuthState, s: &AuthenticatedSession) -> ApiResult<()> {
+    if s.authenticated_within(state.sessions.config().reauth_window, state.clock.now()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::ReauthRequired))
+    }
+}
+
+/// Revoke one of the user's sessions (the current one signs out).
+#[utoipa::path(
+    delete, path = "/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "The session's public id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`reauth_required`: revoking another session needs a recent sign-in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []))
+)]
+pub(crate) async fn revoke_session(
+    State(state): State<AuthState>,
+    session: Session,
+    Path(handle): Path<String>,
+) -> ApiResult {
+    let current = session.authenticated()?;
+    if handle == current.handle() {
+        session.logout().await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    require_recent_auth(&state, &current)?;
+    if state
+        .sessions
+        .revoke_by_handle(current.user_id(), &handle)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(ErrorCode::NotFound))
+    }
+}
+
+/// Revoke every session of the user except the current one.
+#[utoipa::path(
+    post, path = "/sessions/revoke-others", tag = "sessions",
+    responses(
+        (status = 204, description = "Other sessions revoked"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`reauth_required`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []))
+)]
+pub(crate) async fn revoke_other_sessions(
+    State(state): State<AuthState>,
+    session: Session,
+) -> ApiResult {
+    let current = session.authenticated()?;
+    require_recent_auth(&state, &current)?;
+    state
+        .sessions
+        .revoke_all_except(current.user_id(), Some(current.id_hash()))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Prove the password again: refreshes the time of last authentication and rotates the
+/// session id.
+#[utoipa::path(
+    post, path = "/reauthenticate", tag = "auth", request_body = Reauthenticate,
+    responses(
+        (status = 200, body = UserSession),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`, `unauthenticated` or `mfa_required`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []))
+)]
+pub(crate) async fn reauthenticate(
+    State(state): State<AuthState>,
+    session: Session,
+    JsonBody(body): JsonBody<Reauthenticate>,
+) -> ApiResult {
+    let current = session.authenticated()?;
+    let password = match (body.password, body.code) {
+        (Some(p), None) => p,
+        (None, Some(_)) => {
+            return Err(ApiError::validation(
+                "no second factor is enrolled; send `password`",
+            ));
+        }
+        _ => {
+            return Err(ApiError::validation(
+                "send exactly one of `password` or `code`",
+            ));
+        }
+    };
+    check_max_length(&state, &password, "password")?;
+    let user = load_user(&state, &session, current.user_id()).await?;
+    if !verify_password(&state, Some(&user), &password).await? {
+        return Err(ApiError::new(ErrorCode::InvalidCredentials));
+    }
+    let s = session.reauthenticated(&current, Aal::Aal1).await?;
+    Ok(Json(user_session(&user, &s)).into_response())
+}
+
+/// Change the password; every other session is revoked.
+#[utoipa::path(
+    post, path = "/password/change", tag = "auth", request_body = ChangePassword,
+    responses(
+        (status = 204, description = "Changed; other sessions revoked; this session gets a new id"),
+        (status = 400, description = "`validation_failed` or `password_too_weak`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials` (wrong current password), `unauthenticated`, `mfa_required`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []))
+)]
+pub(crate) async fn change_password(
+    State(state): State<AuthState>,
+    session: Session,
+    JsonBody(body): JsonBody<ChangePassword>,
+) -> ApiResult {
+    let current = session.authenticated()?;
+    check_max_length(&state, &body.current_password, "current_password")?;
+    let user = load_user(&state, &session, current.user_id()).await?;
+    if !verify_password(&state, Some(&user), &body.current_password).await? {
+        return Err(ApiError::new(ErrorCode::InvalidCredentials));
+    }
+    state
+        .policy
+        .check(body.new_password.expose_secret(), Some(&user.email))?;
+    let phc = state.hasher.hash(&body.new_password).await?;
+    let ended = state
+        .store
+        .change_password(&user.id, &phc, state.clock.now(), Some(current.id_hash()))
+        .await?;
+    state.sessions.evict(&ended).await;
+    state.users.invalidate(&user.id).await;
+    // A privilege change: the surviving session gets a new id too (SECURITY.md #9).
+    session.reauthenticated(&current, current.aal()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A CSRF token bound to the current session, for clients that send no browser headers.
+#[utoipa::path(
+    get, path = "/csrf", tag = "auth",
+    responses(
+        (status = 200, body = CsrfTokenView),
+        (status = 401, description = "`unauthenticated`: there is no session to bind a token to", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []))
+)]
+pub(crate) async fn csrf_token(State(state): State<AuthState>, session: Session) -> ApiResult {
+    let hash = session
+        .current_hash()
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated))?;
+    let token = state
+        .csrf
+        .issue(&hash)
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal).with_detail("CSRF key unusable"))?;
+    let mut response = Json(CsrfTokenView { token }).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

@@ -1,0 +1,159 @@
+//! The auth endpoints as one tower [`Service`](tower::Service): mount it under
+//! `/api/v1/auth` (axum: `Router::nest_service`).
+//!
+//! Inside, an axum router serves `register`, `login`, `logout`, `session`, `sessions`,
+//! `reauthenticate`, `password/change` and `csrf`. Bodies are JSON only; every error is
+//! problem+json with a stable code and the request id. Needs [`AuthLayer`](crate::AuthLayer)
+//! in front (it provides the session).
+
+mod dto;
+mod error;
+mod handlers;
+mod json;
+mod openapi;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use http::request::Parts;
+
+pub use dto::{
+    ChangePassword, Credentials, CsrfTokenView, MfaRequired, Reauthenticate, SessionList,
+    SessionView, UserSession, UserView,
+};
+pub use error::ApiError;
+pub use openapi::AuthApi;
+
+use crate::clock::Clock;
+use crate::csrf::CsrfTokens;
+use crate::error::{ErrorCode, RequestId};
+use crate::password::{PasswordHasher, PasswordPolicy};
+use crate::rng::RandomSource;
+use crate::session::{Session, SessionManager};
+use crate::store::Store;
+use error::PendingProblem;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub(crate) struct AuthState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) sessions: SessionManager,
+    pub(crate) hasher: PasswordHasher,
+    pub(crate) policy: Arc<PasswordPolicy>,
+    pub(crate) csrf: CsrfTokens,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng: Arc<dyn RandomSource>,
+    /// Users shown by `GET /session`, cached like sessions so that the frontend's most frequent
+    /// call costs no query. Password checks always read the store.
+    pub(crate) users: moka::future::Cache<crate::user::UserId, Arc<crate::user::UserRecord>>,
+}
+
+/// The auth endpoints as a tower service. Cheap to clone.
+#[derive(Clone)]
+pub struct AuthService {
+    router: Router,
+}
+
+impl std::fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService").finish_non_exhaustive()
+    }
+}
+
+impl AuthService {
+    pub(crate) fn new(state: AuthState, max_body_bytes: usize) -> Self {
+        let router = Router::new()
+            .route("/register", post(handlers::register))
+            .route("/login", post(handlers::login))
+            .route("/logout", post(handlers::logout))
+            .route("/session", get(handlers::current_session))
+            .route("/sessions", get(handlers::list_sessions))
+            .route(
+                "/sessions/revoke-others",
+                post(handlers::revoke_other_sessions),
+            )
+            .route("/sessions/{id}", delete(handlers::revoke_session))
+            .route("/reauthenticate", post(handlers::reauthenticate))
+            .route("/password/change", post(handlers::change_password))
+            .route("/csrf", get(handlers::csrf_token))
+            .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
+            .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
+            .layer(DefaultBodyLimit::max(max_body_bytes))
+            .layer(axum::middleware::from_fn(render_problems))
+            .with_state(state);
+        Self { router }
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for AuthService
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = <Router as tower::Service<http::Request<B>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        <Router as tower::Service<http::Request<B>>>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        self.router.call(req)
+    }
+}
+
+/// Renders [`ApiError`]s as problem+json with the request id, logging internal causes, and
+/// marks every auth response `no-store` (SECURITY.md #7).
+async fn render_problems(req: Request, next: Next) -> Response {
+    let request_id = RequestId::from_headers(req.headers());
+    let mut response = next.run(req).await;
+    if let Some(PendingProblem(error)) = response.extensions_mut().remove::<PendingProblem>() {
+        if error.code() == ErrorCode::Internal || error.code() == ErrorCode::ServiceUnavailable {
+            let cause = std::error::Error::source(error.as_ref()).map(|c| error_chain(c));
+            tracing::error!(request_id = %request_id, code = %error.code(), cause, "request failed");
+        }
+        let mut rendered = error.to_problem(&request_id).into_response();
+        // Keep what handlers set besides the body (e.g. Set-Cookie from a logout on error).
+        for (name, value) in response.headers() {
+            if name != http::header::CONTENT_TYPE && name != http::header::CONTENT_LENGTH {
+                rendered.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+        return rendered;
+    }
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Session>().cloned().ok_or_else(|| {
+            tracing::error!("no authkit Session in the request: is authkit::AuthLayer installed in front of this route?");
+            let id = RequestId::from_headers(&parts.headers);
+            crate::error::Problem::new(ErrorCode::Internal, &id).into_response()
+        })
+    }
+}

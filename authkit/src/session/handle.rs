@@ -1,0 +1,356 @@
+use std::sync::{Arc, Mutex, PoisonError};
+
+use cookie::{Cookie, SameSite};
+use tower_cookies::Cookies;
+
+use super::manager::{CachedSession, ClientMeta, SessionManager};
+use super::record::{Aal, SessionKind};
+use super::token::{SessionIdHash, SessionToken};
+use crate::clock::Timestamp;
+use crate::error::ErrorCode;
+use crate::store::StoreError;
+use crate::user::UserId;
+
+/// Why a session could not be created or changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The random source failed.
+    #[error(transparent)]
+    Random(#[from] crate::rng::RandomError),
+}
+
+/// Why a request is refused by a route that needs a signed-in user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionRejection {
+    /// No valid session.
+    #[error("no valid session")]
+    Unauthenticated,
+    /// The session still needs its second factor.
+    #[error("the session still needs its second factor")]
+    MfaRequired,
+}
+
+impl SessionRejection {
+    /// The API error code.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Self::Unauthenticated => ErrorCode::Unauthenticated,
+            Self::MfaRequired => ErrorCode::MfaRequired,
+        }
+    }
+}
+
+/// A fully authenticated session.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedSession {
+    inner: Arc<CachedSession>,
+    idle_expires_at: Timestamp,
+}
+
+impl AuthenticatedSession {
+    /// The signed-in user.
+    pub fn user_id(&self) -> &UserId {
+        &self.inner.record.user_id
+    }
+    /// The session's public handle (never the cookie value).
+    pub fn handle(&self) -> &str {
+        &self.inner.record.handle
+    }
+    /// Assurance level.
+    pub fn aal(&self) -> Aal {
+        self.inner.record.aal
+    }
+    /// When the session began.
+    pub fn created_at(&self) -> Timestamp {
+        self.inner.record.created_at
+    }
+    /// Last activity.
+    pub fn last_seen_at(&self) -> Timestamp {
+        self.inner.last_seen()
+    }
+    /// When the user last proved a factor.
+    pub fn authenticated_at(&self) -> Timestamp {
+        self.inner.record.authenticated_at
+    }
+    /// Absolute expiry.
+    pub fn expires_at(&self) -> Timestamp {
+        self.inner.record.expires_at
+    }
+    /// Expiry if no further request arrives.
+    pub fn idle_expires_at(&self) -> Timestamp {
+        self.idle_expires_at
+    }
+    /// Client address at creation.
+    pub fn ip(&self) -> Option<&str> {
+        self.inner.record.ip.as_deref()
+    }
+    /// User agent at creation.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.inner.record.user_agent.as_deref()
+    }
+    /// Whether the user authenticated within `window` of `now`.
+    pub fn authenticated_within(&self, window: std::time::Duration, now: Timestamp) -> bool {
+        now.seconds_since(self.authenticated_at()) <= window.as_secs()
+    }
+    pub(crate) fn id_hash(&self) -> &SessionIdHash {
+        &self.inner.record.id_hash
+    }
+}
+
+/// A session between the password and the second factor. Accepted by no protected route;
+/// only the MFA verification step can turn it into an [`AuthenticatedSession`].
+#[derive(Debug, Clone)]
+pub struct PendingSession {
+    inner: Arc<CachedSession>,
+}
+
+impl PendingSession {
+    /// The user who passed the first factor.
+    pub fn user_id(&self) -> &UserId {
+        &self.inner.record.user_id
+    }
+    /// When the pending session ends.
+    pub fn expires_at(&self) -> Timestamp {
+        self.inner.record.expires_at
+    }
+}
+
+/// What the request's cookie resolved to.
+#[derive(Debug, Clone)]
+pub enum SessionState {
+    /// No cookie, or one that is unknown, revoked or expired.
+    Anonymous,
+    /// Password done, second factor missing.
+    Pending(PendingSession),
+    /// Fully signed in.
+    Authenticated(AuthenticatedSession),
+}
+
+#[derive(Debug)]
+enum Current {
+    Anonymous,
+    Active(Arc<CachedSession>),
+}
+
+/// The session of one request, put into the request extensions by [`SessionLayer`](super::SessionLayer).
+///
+/// Cloning is cheap; clones share state, so a sign-in made through one clone is seen by all.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    manager: SessionManager,
+    cookies: Cookies,
+    meta: ClientMeta,
+    current: Mutex<Current>,
+    /// Set when the response must carry a new or cleared cookie.
+    changed: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(
+        manager: SessionManager,
+        cookies: Cookies,
+        meta: ClientMeta,
+        loaded: Option<Arc<CachedSession>>,
+    ) -> Self {
+        let current = loaded.map_or(Current::Anonymous, Current::Active);
+        Self {
+            inner: Arc::new(Inner {
+                manager,
+                cookies,
+                meta,
+                current: Mutex::new(current),
+                changed: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn current(&self) -> Option<Arc<CachedSession>> {
+        match &*self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Current::Anonymous => None,
+            Current::Active(s) => Some(Arc::clone(s)),
+        }
+    }
+
+    fn set_current(&self, next: Current) {
+        *self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = next;
+        self.inner
+            .changed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn changed(&self) -> bool {
+        self.inner
+            .changed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The current state.
+    pub fn state(&self) -> SessionState {
+        match self.current() {
+            None => SessionState::Anonymous,
+            Some(s) => match s.record.kind {
+                SessionKind::Pending => SessionState::Pending(PendingSession { inner: s }),
+                SessionKind::Full => {
+                    let idle_expires_at = self.inner.manager.idle_deadline(&s);
+                    SessionState::Authenticated(AuthenticatedSession {
+                        inner: s,
+                        idle_expires_at,
+                    })
+                }
+            },
+        }
+    }
+
+    /// The fully authenticated session, or why there is none.
+    pub fn authenticated(&self) -> Result<AuthenticatedSession, SessionRejection> {
+        match self.state() {
+            SessionState::Authenticated(s) => Ok(s),
+            SessionState::Pending(_) => Err(SessionRejection::MfaRequired),
+            SessionState::Anonymous => Err(SessionRejection::Unauthenticated),
+        }
+    }
+
+    /// The pending session, if that is the state.
+    pub fn pending(&self) -> Option<PendingSession> {
+        match self.state() {
+            SessionState::Pending(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The manager behind this session.
+    pub fn manager(&self) -> &SessionManager {
+        &self.inner.manager
+    }
+
+    /// Where the request came from.
+    pub fn client(&self) -> &ClientMeta {
+        &self.inner.meta
+    }
+
+    pub(crate) fn current_hash(&self) -> Option<SessionIdHash> {
+        self.current().map(|s| s.record.id_hash)
+    }
+
+    /// Signs `user` in with a new token, replacing whatever session the request carried.
+    pub async fn login(
+        &self,
+        user: &UserId,
+        aal: Aal,
+    ) -> Result<AuthenticatedSession, SessionError> {
+        let (token, cached) = self
+            .inner
+            .manager
+            .create(
+                self.current_hash().as_ref(),
+                user,
+                SessionKind::Full,
+                aal,
+                &self.inner.meta,
+            )
+            .await?;
+        self.issue(&token, Current::Active(Arc::clone(&cached)));
+        let idle_expires_at = self.inner.manager.idle_deadline(&cached);
+        Ok(AuthenticatedSession {
+            inner: cached,
+            idle_expires_at,
+        })
+    }
+
+    /// Starts a pending session for `user` (password verified, second factor to come).
+    pub async fn begin_pending(&self, user: &UserId) -> Result<PendingSession, SessionError> {
+        let (token, cached) = self
+            .inner
+            .manager
+            .create(
+                self.current_hash().as_ref(),
+                user,
+                SessionKind::Pending,
+                Aal::Aal1,
+                &self.inner.meta,
+            )
+            .await?;
+        self.issue(&token, Current::Active(Arc::clone(&cached)));
+        Ok(PendingSession { inner: cached })
+    }
+
+    /// Marks a fresh proof of a factor: new token, `authenticated_at = now`.
+    pub async fn reauthenticated(
+        &self,
+        session: &AuthenticatedSession,
+        aal: Aal,
+    ) -> Result<AuthenticatedSession, SessionError> {
+        let (token, cached) = self.inner.manager.rotate(&session.inner, aal).await?;
+        self.issue(&token, Current::Active(Arc::clone(&cached)));
+        let idle_expires_at = self.inner.manager.idle_deadline(&cached);
+        Ok(AuthenticatedSession {
+            inner: cached,
+            idle_expires_at,
+        })
+    }
+
+    /// Ends the session server-side and clears the cookie.
+    pub async fn logout(&self) -> Result<(), SessionError> {
+        if let Some(hash) = self.current_hash() {
+            self.inner.manager.revoke(&hash).await?;
+        }
+        self.clear();
+        Ok(())
+    }
+
+    /// Forgets the session in this request and clears the cookie (it was revoked elsewhere).
+    pub(crate) fn clear(&self) {
+        self.inner
+            .cookies
+            .remove(removal_cookie(&self.inner.manager));
+        self.set_current(Current::Anonymous);
+    }
+
+    fn issue(&self, token: &SessionToken, next: Current) {
+        self.inner
+            .cookies
+            .add(session_cookie(&self.inner.manager, token.to_cookie_value()));
+        self.set_current(next);
+    }
+}
+
+fn session_cookie(manager: &SessionManager, value: String) -> Cookie<'static> {
+    let cfg = &manager.config().cookie;
+    // No Max-Age/Expires: a browser-session cookie; the server enforces every timeout
+    // (SECURITY.md #4).
+    Cookie::build((cfg.full_name(), value))
+        .http_only(true)
+        .secure(cfg.secure)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .build()
+}
+
+pub(crate) fn removal_cookie(manager: &SessionManager) -> Cookie<'static> {
+    session_cookie(manager, String::new())
+}

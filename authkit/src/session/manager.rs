@@ -1,0 +1,272 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moka::future::Cache;
+
+use super::config::SessionConfig;
+use super::record::{Aal, SessionKind, SessionRecord};
+use super::token::{SessionIdHash, SessionToken};
+use crate::clock::{Clock, Timestamp};
+use crate::rng::{RandomSource, random_array};
+use crate::store::{Store, StoreError};
+use crate::user::UserId;
+
+/// Where a request came from, recorded on the sessions it creates.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    /// Client address.
+    pub ip: Option<String>,
+    /// `User-Agent`, truncated to 256 characters.
+    pub user_agent: Option<String>,
+}
+
+/// A session in the in-process cache: the stored record plus activity not yet written back.
+#[derive(Debug)]
+pub(crate) struct CachedSession {
+    pub(crate) record: SessionRecord,
+    last_seen: AtomicI64,
+    persisted_seen: AtomicI64,
+}
+
+impl CachedSession {
+    fn new(record: SessionRecord) -> Self {
+        let seen = record.last_seen_at.unix_seconds();
+        Self {
+            record,
+            last_seen: AtomicI64::new(seen),
+            persisted_seen: AtomicI64::new(seen),
+        }
+    }
+
+    pub(crate) fn last_seen(&self) -> Timestamp {
+        Timestamp::from_unix_seconds(self.last_seen.load(Ordering::Relaxed))
+    }
+}
+
+/// Creates, loads, rotates and revokes sessions: the store, the cache and the clock together.
+///
+/// The layer and the auth service share one; an app may use it directly, e.g. to revoke every
+/// session of a user from an admin tool.
+#[derive(Clone)]
+pub struct SessionManager {
+    store: Arc<dyn Store>,
+    cache: Cache<SessionIdHash, Arc<CachedSession>>,
+    config: Arc<SessionConfig>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn RandomSource>,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Outcome of checking a loaded session against the clock.
+pub(crate) enum Liveness {
+    Live,
+    Expired,
+}
+
+/// Errors while creating sessions.
+pub(crate) type ManagerResult<T> = Result<T, super::SessionError>;
+
+impl SessionManager {
+    /// A manager over `store`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: SessionConfig,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn RandomSource>,
+    ) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .time_to_live(config.cache_ttl)
+            .build();
+        Self {
+            store,
+            cache,
+            config: Arc::new(config),
+            clock,
+            rng,
+        }
+    }
+
+    /// The session settings.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// The clock every expiry is measured with.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    /// A shared handle to the clock (for background jobs).
+    pub fn clock_handle(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
+    /// Loads a session by hash: cache first, then the store.
+    pub(crate) async fn load(
+        &self,
+        hash: &SessionIdHash,
+    ) -> Result<Option<Arc<CachedSession>>, StoreError> {
+        if let Some(hit) = self.cache.get(hash).await {
+            return Ok(Some(hit));
+        }
+        let Some(record) = self.store.session(hash).await? else {
+            return Ok(None);
+        };
+        let cached = Arc::new(CachedSession::new(record));
+        self.cache.insert(*hash, Arc::clone(&cached)).await;
+        Ok(Some(cached))
+    }
+
+    /// The moment a session ends for inactivity.
+    pub(crate) fn idle_deadline(&self, s: &CachedSession) -> Timestamp {
+        match s.record.kind {
+            // A pending session has only its short absolute deadline.
+            SessionKind::Pending => s.record.expires_at,
+            SessionKind::Full => s.last_seen().saturating_add(self.config.idle_timeout),
+        }
+    }
+
+    pub(crate) fn liveness(&self, s: &CachedSession, now: Timestamp) -> Liveness {
+        if now >= s.record.expires_at || now >= self.idle_deadline(s) {
+            Liveness::Expired
+        } else {
+            Liveness::Live
+        }
+    }
+
+    /// Records activity: always in the cache, in the store at most once per touch interval.
+    pub(crate) async fn touch(&self, s: &CachedSession, now: Timestamp) {
+        let now_secs = now.unix_seconds();
+        s.last_seen.fetch_max(now_secs, Ordering::Relaxed);
+        let interval =
+            i64::try_from(self.config.effective_touch_interval().as_secs()).unwrap_or(60);
+        let persisted = s.persisted_seen.load(Ordering::Relaxed);
+        if now_secs.saturating_sub(persisted) >= interval
+            && s.persisted_seen
+                .compare_exchange(persisted, now_secs, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            if let Err(e) = self.store.touch_session(&s.record.id_hash, now).await {
+                // Losing one activity write only makes the idle timeout a little stricter.
+                tracing::warn!(error = %e, "could not record session activity");
+            }
+        }
+    }
+
+    /// Creates a session for `user`, replacing `replace` (the presented session, if any) in the
+    /// same transaction: every sign-in gets a new token (SECURITY.md #9).
+    pub(crate) async fn create(
+        &self,
+        replace: Option<&SessionIdHash>,
+        user: &UserId,
+        kind: SessionKind,
+        aal: Aal,
+        meta: &ClientMeta,
+    ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
+        let now = self.clock.now();
+        let lifetime = match kind {
+            SessionKind::Pending => self.config.pending_timeout,
+            SessionKind::Full => self.config.absolute_timeout,
+        };
+        let handle: [u8; 16] = random_array(self.rng.as_ref())?;
+        let record = SessionRecord {
+            id_hash: SessionIdHash::from_bytes([0; 32]),
+            handle: URL_SAFE_NO_PAD.encode(handle),
+            user_id: user.clone(),
+            kind,
+            aal,
+            created_at: now,
+            last_seen_at: now,
+            authenticated_at: now,
+            expires_at: now.saturating_add(lifetime),
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+        };
+        self.insert_rotated(replace, record).await
+    }
+
+    /// Gives the session a new token with `authenticated_at = now`, keeping its handle,
+    /// creation time and absolute expiry (re-authentication never extends a session).
+    pub(crate) async fn rotate(
+        &self,
+        current: &CachedSession,
+        aal: Aal,
+    ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
+        let now = self.clock.now();
+        let mut record = current.record.clone();
+        record.authenticated_at = now;
+        record.last_seen_at = now;
+        record.aal = record.aal.max(aal);
+        self.insert_rotated(Some(&current.record.id_hash), record)
+            .await
+    }
+
+    async fn insert_rotated(
+        &self,
+        replace: Option<&SessionIdHash>,
+        mut record: SessionRecord,
+    ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
+        let token = SessionToken::generate(self.rng.as_ref())?;
+        record.id_hash = token.hash();
+        self.store.rotate_session(replace, &record).await?;
+        if let Some(old) = replace {
+            self.cache.invalidate(old).await;
+        }
+        let cached = Arc::new(CachedSession::new(record));
+        self.cache
+            .insert(cached.record.id_hash, Arc::clone(&cached))
+            .await;
+        Ok((token, cached))
+    }
+
+    /// Ends one session (logout, or an expired one found on a request).
+    pub async fn revoke(&self, hash: &SessionIdHash) -> Result<bool, StoreError> {
+        let existed = self.store.delete_session(hash).await?;
+        self.cache.invalidate(hash).await;
+        Ok(existed)
+    }
+
+    /// Ends the user's session with public handle `handle`; whether it existed.
+    pub async fn revoke_by_handle(&self, user: &UserId, handle: &str) -> Result<bool, StoreError> {
+        match self.store.delete_session_by_handle(user, handle).await? {
+            Some(hash) => {
+                self.cache.invalidate(&hash).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Ends every session of `user` except `keep`; how many ended.
+    pub async fn revoke_all_except(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionIdHash>,
+    ) -> Result<usize, StoreError> {
+        let ended = self.store.delete_user_sessions_except(user, keep).await?;
+        self.evict(&ended).await;
+        Ok(ended.len())
+    }
+
+    /// Drops cache entries of sessions ended elsewhere (e.g. by a password change).
+    pub(crate) async fn evict(&self, hashes: &[SessionIdHash]) {
+        for h in hashes {
+            self.cache.invalidate(h).await;
+        }
+    }
+
+    /// The user's sessions (from the store, so that other instances' sessions show).
+    pub async fn list(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
+        self.store.sessions_for_user(user).await
+    }
+}

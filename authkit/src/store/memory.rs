@@ -1,0 +1,239 @@
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+
+use super::{NewUser, SessionStore, Store, StoreError, UserStore};
+use crate::clock::Timestamp;
+use crate::session::{SessionIdHash, SessionRecord};
+use crate::user::{Email, UserId, UserRecord};
+
+/// Everything in process memory: for tests, examples and demos. Nothing survives a restart.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    users: HashMap<UserId, UserRecord>,
+    by_email: HashMap<Email, UserId>,
+    sessions: HashMap<SessionIdHash, SessionRecord>,
+    by_user: HashMap<UserId, HashSet<SessionIdHash>>,
+}
+
+impl Inner {
+    fn insert_session(&mut self, s: &SessionRecord) -> Result<(), StoreError> {
+        if self.sessions.contains_key(&s.id_hash) {
+            return Err(StoreError::Conflict);
+        }
+        self.by_user
+            .entry(s.user_id.clone())
+            .or_default()
+            .insert(s.id_hash);
+        self.sessions.insert(s.id_hash, s.clone());
+        Ok(())
+    }
+
+    fn remove_session(&mut self, id: &SessionIdHash) -> Option<SessionRecord> {
+        let removed = self.sessions.remove(id)?;
+        if let Some(set) = self.by_user.get_mut(&removed.user_id) {
+            set.remove(id);
+        }
+        Some(removed)
+    }
+
+    fn remove_user_sessions_except(
+        &mut self,
+        user: &UserId,
+        keep: Option<&SessionIdHash>,
+    ) -> Vec<SessionIdHash> {
+        let ids: Vec<SessionIdHash> = self
+            .by_user
+            .get(user)
+            .map(|set| set.iter().filter(|id| Some(*id) != keep).copied().collect())
+            .unwrap_or_default();
+        for id in &ids {
+            self.remove_session(id);
+        }
+        ids
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave `Inner` half-written in a way that
+        // matters more than refusing every later request would.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
+        let mut inner = self.lock();
+        if inner.by_email.contains_key(&user.email) || inner.users.contains_key(&user.id) {
+            return Err(StoreError::Conflict);
+        }
+        let record = UserRecord {
+            id: user.id.clone(),
+            email: user.email.clone(),
+            email_verified: false,
+            password_hash: user.password_hash,
+            mfa_enabled: false,
+            created_at: user.now,
+            updated_at: user.now,
+        };
+        inner.by_email.insert(user.email, user.id.clone());
+        inner.users.insert(user.id, record.clone());
+        Ok(record)
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .by_email
+            .get(email)
+            .and_then(|id| inner.users.get(id))
+            .cloned())
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.lock().users.get(id).cloned())
+    }
+
+    async fn set_password_hash(
+        &self,
+        id: &UserId,
+        phc: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if let Some(u) = self.lock().users.get_mut(id) {
+            u.password_hash = Some(phc.to_owned());
+            u.updated_at = now;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.lock().insert_session(session)
+    }
+
+    async fn rotate_session(
+        &self,
+        old: Option<&SessionIdHash>,
+        new: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.sessions.contains_key(&new.id_hash) {
+            return Err(StoreError::Conflict);
+        }
+        if let Some(old) = old {
+            inner.remove_session(old);
+        }
+        inner.insert_session(new)
+    }
+
+    async fn session(&self, id: &SessionIdHash) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.lock().sessions.get(id).cloned())
+    }
+
+    async fn touch_session(&self, id: &SessionIdHash, seen: Timestamp) -> Result<(), StoreError> {
+        if let Some(s) = self.lock().sessions.get_mut(id) {
+            s.last_seen_at = s.last_seen_at.max(seen);
+        }
+        Ok(())
+    }
+
+    async fn delete_session(&self, id: &SessionIdHash) -> Result<bool, StoreError> {
+        Ok(self.lock().remove_session(id).is_some())
+    }
+
+    async fn sessions_for_user(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
+        let inner = self.lock();
+        let mut list: Vec<SessionRecord> = inner
+            .by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.sessions.get(id).cloned())
+            .collect();
+        list.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(a.handle.cmp(&b.handle))
+        });
+        Ok(list)
+    }
+
+    async fn delete_session_by_handle(
+        &self,
+        user: &UserId,
+        handle: &str,
+    ) -> Result<Option<SessionIdHash>, StoreError> {
+        let mut inner = self.lock();
+        let found = inner
+            .by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .find(|id| inner.sessions.get(*id).is_some_and(|s| s.handle == handle))
+            .copied();
+        if let Some(id) = &found {
+            inner.remove_session(id);
+        }
+        Ok(found)
+    }
+
+    async fn delete_user_sessions_except(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionIdHash>,
+    ) -> Result<Vec<SessionIdHash>, StoreError> {
+        Ok(self.lock().remove_user_sessions_except(user, keep))
+    }
+
+    async fn change_password(
+        &self,
+        user: &UserId,
+        phc: &str,
+        now: Timestamp,
+        keep: Option<&SessionIdHash>,
+    ) -> Result<Vec<SessionIdHash>, StoreError> {
+        let mut inner = self.lock();
+        if let Some(u) = inner.users.get_mut(user) {
+            u.password_hash = Some(phc.to_owned());
+            u.updated_at = now;
+        }
+        Ok(inner.remove_user_sessions_except(user, keep))
+    }
+
+    async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let expired: Vec<SessionIdHash> = inner
+            .sessions
+            .values()
+            .filter(|s| s.expires_at <= now)
+            .map(|s| s.id_hash)
+            .collect();
+        for id in &expired {
+            inner.remove_session(id);
+        }
+        Ok(u64::try_from(expired.len()).unwrap_or(u64::MAX))
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,431 @@
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, ConnectOptions as _, Row as _};
+
+use super::{NewUser, SessionStore, Store, StoreError, UserStore};
+use crate::clock::Timestamp;
+use crate::session::{Aal, SessionIdHash, SessionKind, SessionRecord};
+use crate::user::{Email, UserId, UserRecord};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// `sqlite:` URLs: the embedded default.
+    Sqlite,
+    /// `postgres:` / `postgresql:` URLs.
+    Postgres,
+}
+
+impl DatabaseKind {
+    /// The kind of `url`, from its scheme.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("sqlite") => Ok(Self::Sqlite),
+            Some("postgres" | "postgresql") => Ok(Self::Postgres),
+            _ => Err(StoreError::UnsupportedUrl),
+        }
+    }
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct SqlStoreOptions {
+    /// Largest number of open connections.
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// How long a request waits for a connection before failing with 503.
+    pub acquire_timeout: Duration,
+    /// How many times to retry the first connection at start-up (database still booting).
+    pub connect_retries: u32,
+    /// Statements slower than this are logged at `warn`.
+    pub slow_statement_threshold: Duration,
+    /// Run migrations when connecting.
+    pub migrate: bool,
+}
+
+impl Default for SqlStoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(5),
+            connect_retries: 5,
+            slow_statement_threshold: Duration::from_millis(100),
+            migrate: true,
+        }
+    }
+}
+
+/// Users and sessions in SQLite or PostgreSQL (one schema, embedded migrations).
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    kind: DatabaseKind,
+}
+
+impl SqlStore {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) and, unless disabled, migrates.
+    pub async fn connect(url: &str, options: SqlStoreOptions) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let kind = DatabaseKind::from_url(url)?;
+        let connect = AnyConnectOptions::from_str(url)?
+            .log_statements(log::LevelFilter::Trace)
+            .log_slow_statements(log::LevelFilter::Warn, options.slow_statement_threshold);
+        // An in-memory SQLite database lives and dies with its one connection.
+        let in_memory = kind == DatabaseKind::Sqlite
+            && (url.contains(":memory:") || url.contains("mode=memory"));
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(if in_memory {
+                1
+            } else {
+                options.max_connections.max(1)
+            })
+            .min_connections(if in_memory {
+                1
+            } else {
+                options.min_connections
+            })
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if kind == DatabaseKind::Sqlite {
+                        for pragma in [
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA busy_timeout = 5000",
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            });
+        if in_memory {
+            pool_options = pool_options.idle_timeout(None).max_lifetime(None);
+        }
+
+        let mut attempt = 0u32;
+        let pool = loop {
+            match pool_options.clone().connect_with(connect.clone()).await {
+                Ok(pool) => break pool,
+                Err(e) if attempt < options.connect_retries && is_transient(&e) => {
+                    attempt += 1;
+                    let wait = Duration::from_millis(200u64.saturating_mul(1 << attempt.min(5)));
+                    tracing::warn!(attempt, ?wait, error = %e, "database not reachable yet; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let store = Self { pool, kind };
+        if options.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.kind {
+            DatabaseKind::Sqlite => &SQLITE_MIGRATIONS,
+            DatabaseKind::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::Migration)
+    }
+
+    /// Which database this store talks to.
+    pub fn kind(&self) -> DatabaseKind {
+        self.kind
+    }
+
+    /// The connection pool (for metrics, or an app's own tables).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn is_transient(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)
+    )
+}
+
+const USER_COLUMNS: &str =
+    "id, email, email_verified, password_hash, mfa_enabled, created_at, updated_at";
+
+fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
+    Ok(UserRecord {
+        id: UserId::from_stored(row.try_get("id")?),
+        email: Email::from_stored(row.try_get("email")?),
+        email_verified: row.try_get::<i64, _>("email_verified")? != 0,
+        password_hash: row.try_get("password_hash")?,
+        mfa_enabled: row.try_get::<i64, _>("mfa_enabled")? != 0,
+        created_at: Timestamp::from_unix_seconds(row.try_get("created_at")?),
+        updated_at: Timestamp::from_unix_seconds(row.try_get("updated_at")?),
+    })
+}
+
+fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
+    let hash: Vec<u8> = row.try_get("id_hash")?;
+    let kind: String = row.try_get("kind")?;
+    Ok(SessionRecord {
+        id_hash: SessionIdHash::from_slice(&hash).ok_or(StoreError::Corrupt("session id hash"))?,
+        handle: row.try_get("handle")?,
+        user_id: UserId::from_stored(row.try_get("user_id")?),
+        kind: SessionKind::parse(&kind).ok_or(StoreError::Corrupt("session kind"))?,
+        aal: Aal::from_i64(row.try_get("aal")?).ok_or(StoreError::Corrupt("session aal"))?,
+        created_at: Timestamp::from_unix_seconds(row.try_get("created_at")?),
+        last_seen_at: Timestamp::from_unix_seconds(row.try_get("last_seen_at")?),
+        authenticated_at: Timestamp::from_unix_seconds(row.try_get("authenticated_at")?),
+        expires_at: Timestamp::from_unix_seconds(row.try_get("expires_at")?),
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+    })
+}
+
+fn hashes_from_rows(rows: &[AnyRow]) -> Result<Vec<SessionIdHash>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            let bytes: Vec<u8> = r.try_get("id_hash")?;
+            SessionIdHash::from_slice(&bytes).ok_or(StoreError::Corrupt("session id hash"))
+        })
+        .collect()
+}
+
+const INSERT_SESSION: &str = "INSERT INTO sessions (id_hash, handle, user_id, kind, aal, \
+     created_at, last_seen_at, authenticated_at, expires_at, ip, user_agent) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+fn insert_session_query(
+    s: &SessionRecord,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(INSERT_SESSION)
+        .bind(s.id_hash.as_bytes().to_vec())
+        .bind(s.handle.as_str())
+        .bind(s.user_id.as_str())
+        .bind(s.kind.as_str())
+        .bind(s.aal.as_i64())
+        .bind(s.created_at.unix_seconds())
+        .bind(s.last_seen_at.unix_seconds())
+        .bind(s.authenticated_at.unix_seconds())
+        .bind(s.expires_at.unix_seconds())
+        .bind(s.ip.as_deref())
+        .bind(s.user_agent.as_deref())
+}
+
+const SESSION_COLUMNS: &str = "id_hash, handle, user_id, kind, aal, created_at, last_seen_at, \
+     authenticated_at, expires_at, ip, user_agent";
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
+        sqlx::query(
+            "INSERT INTO users (id, email, email_verified, password_hash, mfa_enabled, \
+             created_at, updated_at) VALUES ($1, $2, 0, $3, 0, $4, $4)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.email.as_str())
+        .bind(user.password_hash.as_deref())
+        .bind(user.now.unix_seconds())
+        .execute(&self.pool)
+        .await?;
+        Ok(UserRecord {
+            id: user.id,
+            email: user.email,
+            email_verified: false,
+            password_hash: user.password_hash,
+            mfa_enabled: false,
+            created_at: user.now,
+            updated_at: user.now,
+        })
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"));
+        let row = sqlx::query(sql)
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));
+        let row = sqlx::query(sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn set_password_hash(
+        &self,
+        id: &UserId,
+        phc: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(phc)
+            .bind(now.unix_seconds())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqlStore {
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        insert_session_query(session).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn rotate_session(
+        &self,
+        old: Option<&SessionIdHash>,
+        new: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(old) = old {
+            sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+                .bind(old.as_bytes().to_vec())
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_session_query(new).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session(&self, id: &SessionIdHash) -> Result<Option<SessionRecord>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = $1"
+        ));
+        let row = sqlx::query(sql)
+            .bind(id.as_bytes().to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn touch_session(&self, id: &SessionIdHash, seen: Timestamp) -> Result<(), StoreError> {
+        // Never move last_seen_at backwards when two instances touch concurrently.
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2 AND last_seen_at < $1",
+        )
+        .bind(seen.unix_seconds())
+        .bind(id.as_bytes().to_vec())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id: &SessionIdHash) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id.as_bytes().to_vec())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn sessions_for_user(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 \
+             ORDER BY created_at DESC, handle"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(user.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn delete_session_by_handle(
+        &self,
+        user: &UserId,
+        handle: &str,
+    ) -> Result<Option<SessionIdHash>, StoreError> {
+        let rows = sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1 AND handle = $2 RETURNING id_hash",
+        )
+        .bind(user.as_str())
+        .bind(handle)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(hashes_from_rows(&rows)?.into_iter().next())
+    }
+
+    async fn delete_user_sessions_except(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionIdHash>,
+    ) -> Result<Vec<SessionIdHash>, StoreError> {
+        let rows = delete_others(user, keep).fetch_all(&self.pool).await?;
+        hashes_from_rows(&rows)
+    }
+
+    async fn change_password(
+        &self,
+        user: &UserId,
+        phc: &str,
+        now: Timestamp,
+        keep: Option<&SessionIdHash>,
+    ) -> Result<Vec<SessionIdHash>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(phc)
+            .bind(now.unix_seconds())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let rows = delete_others(user, keep).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        hashes_from_rows(&rows)
+    }
+
+    async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now.unix_seconds())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn delete_others<'a>(
+    user: &'a UserId,
+    keep: Option<&SessionIdHash>,
+) -> sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments> {
+    // An all-zero hash never matches a real session, so one statement covers "keep none".
+    let keep = keep.map_or_else(|| vec![0u8; 32], |k| k.as_bytes().to_vec());
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2 RETURNING id_hash")
+        .bind(user.as_str())
+        .bind(keep)
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
