@@ -194,13 +194,15 @@ impl Default for DatabaseConfig {
 
 /// A URL with any password replaced, for logs and `check-config`.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+            format!("{scheme}://{user}:***@{host}")
         }
-        _ => url.to_owned(),
+        None => url.to_owned(),
     }
 }
 
@@ -457,7 +459,9 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         for (name, value) in &vars {
-            let rest = &name["AUTHKIT_".len()..];
+            let Some(rest) = name.strip_prefix("AUTHKIT_") else {
+                continue;
+            };
             if is_not_a_setting(rest) {
                 continue;
             }
@@ -518,10 +522,8 @@ impl Config {
                 Err(e) => errors.push(invalid("server.allowed_origins", e.to_string())),
             }
         }
-        if let Some(public) = &public {
-            if !allowed.contains(public) {
-                allowed.push(public.clone());
-            }
+        if let Some(public) = public.as_ref().filter(|p| !allowed.contains(*p)) {
+            allowed.push(public.clone());
         }
 
         let mut proxies = Vec::new();

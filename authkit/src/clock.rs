@@ -111,7 +111,7 @@ impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| duration_secs(d))
+            .map(duration_secs)
             .unwrap_or(0);
         Timestamp(secs)
     }

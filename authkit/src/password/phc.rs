@@ -20,7 +20,7 @@ pub(crate) const MAX_STORED_M_COST: u32 = 1 << 20;
 impl Argon2Phc {
     pub(crate) fn parse(s: &str) -> Option<Self> {
         let mut parts = s.split('$');
-        if parts.next()? != "" || parts.next()? != "argon2id" || parts.next()? != "v=19" {
+        if !parts.next()?.is_empty() || parts.next()? != "argon2id" || parts.next()? != "v=19" {
             return None;
         }
         let (mut m, mut t, mut p) = (None, None, None);

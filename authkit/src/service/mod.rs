@@ -116,7 +116,7 @@ async fn render_problems(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     if let Some(PendingProblem(error)) = response.extensions_mut().remove::<PendingProblem>() {
         if error.code() == ErrorCode::Internal || error.code() == ErrorCode::ServiceUnavailable {
-            let cause = std::error::Error::source(error.as_ref()).map(|c| error_chain(c));
+            let cause = std::error::Error::source(error.as_ref()).map(error_chain);
             tracing::error!(request_id = %request_id, code = %error.code(), cause, "request failed");
         }
         let mut rendered = error.to_problem(&request_id).into_response();

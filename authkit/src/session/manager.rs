@@ -151,15 +151,16 @@ impl SessionManager {
         let interval =
             i64::try_from(self.config.effective_touch_interval().as_secs()).unwrap_or(60);
         let persisted = s.persisted_seen.load(Ordering::Relaxed);
-        if now_secs.saturating_sub(persisted) >= interval
+        let due = now_secs.saturating_sub(persisted) >= interval
             && s.persisted_seen
                 .compare_exchange(persisted, now_secs, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            if let Err(e) = self.store.touch_session(&s.record.id_hash, now).await {
-                // Losing one activity write only makes the idle timeout a little stricter.
-                tracing::warn!(error = %e, "could not record session activity");
-            }
+                .is_ok();
+        if !due {
+            return;
+        }
+        if let Err(e) = self.store.touch_session(&s.record.id_hash, now).await {
+            // Losing one activity write only makes the idle timeout a little stricter.
+            tracing::warn!(error = %e, "could not record session activity");
         }
     }
 
