@@ -49,6 +49,8 @@ pub struct Overrides {
     pub rng: Arc<dyn RandomSource>,
     /// A store to use instead of opening `database.url`.
     pub store: Option<Arc<dyn Store>>,
+    /// Key rings to use instead of reading the secret provider.
+    pub keys: Option<authkit::secrets::SecretKeys>,
 }
 
 impl Default for Overrides {
@@ -57,6 +59,7 @@ impl Default for Overrides {
             clock: Arc::new(SystemClock),
             rng: Arc::new(OsRandom),
             store: None,
+            keys: None,
         }
     }
 }
@@ -92,7 +95,10 @@ impl App {
             Some(store) => store,
             None => Arc::new(open_store(&config).await?),
         };
-        let keys = secrets::load_keys(&config, Arc::clone(&overrides.rng)).await?;
+        let keys = match overrides.keys {
+            Some(keys) => keys,
+            None => secrets::load_keys(&config, Arc::clone(&overrides.rng)).await?,
+        };
         let pw = &config.config.password;
         let mut builder = AuthKit::builder()
             .store(Arc::clone(&store))

@@ -1,1 +1,17 @@
-fn main() {}
+//! Integration tests of authkit through the reference server's HTTP API.
+//!
+//! One binary (fast to link); the store-dependent suite runs on memory, SQLite and, when
+//! `AUTHKIT_TEST_DATABASE_URL` is set (always in CI), PostgreSQL.
+
+// Test code: failing loudly is the point.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod flows;
+mod security;
+mod support;

@@ -21,6 +21,29 @@ use crate::user::{Email, UserId, UserRecord};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
+/// A fully authenticated session, checked before the body is read: an anonymous or pending
+/// request is refused with 401 whatever its body holds.
+pub(crate) struct FullSession {
+    session: Session,
+    current: AuthenticatedSession,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FullSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let session = parts.extensions.get::<Session>().cloned().ok_or_else(|| {
+            ApiError::new(ErrorCode::Internal)
+                .with_detail("the authkit layer is not installed in front of the auth service")
+        })?;
+        let current = session.authenticated()?;
+        Ok(Self { session, current })
+    }
+}
+
 fn parse_email(raw: &str) -> ApiResult<Email> {
     Email::parse(raw).map_err(|_| ApiError::validation("`email` is not a valid e-mail address"))
 }
@@ -185,8 +208,13 @@ pub(crate) async fn logout(session: Session) -> ApiResult {
     ),
     security(("session_cookie" = []))
 )]
-pub(crate) async fn current_session(State(state): State<AuthState>, session: Session) -> ApiResult {
-    let s = session.authenticated()?;
+pub(crate) async fn current_session(
+    State(state): State<AuthState>,
+    FullSession {
+        session,
+        current: s,
+    }: FullSession,
+) -> ApiResult {
     let user = match state.users.get(s.user_id()).await {
         Some(user) => user,
         None => {
@@ -210,8 +238,10 @@ pub(crate) async fn current_session(State(state): State<AuthState>, session: Ses
     ),
     security(("session_cookie" = []))
 )]
-pub(crate) async fn list_sessions(State(state): State<AuthState>, session: Session) -> ApiResult {
-    let current = session.authenticated()?;
+pub(crate) async fn list_sessions(
+    State(state): State<AuthState>,
+    FullSession { current, .. }: FullSession,
+) -> ApiResult {
     let now = state.clock.now();
     let config = state.sessions.config();
     let sessions = state
@@ -256,10 +286,9 @@ fn require_recent_auth(state: &AuthState, s: &AuthenticatedSession) -> ApiResult
 )]
 pub(crate) async fn revoke_session(
     State(state): State<AuthState>,
-    session: Session,
+    FullSession { session, current }: FullSession,
     Path(handle): Path<String>,
 ) -> ApiResult {
-    let current = session.authenticated()?;
     if handle == current.handle() {
         session.logout().await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -288,9 +317,8 @@ pub(crate) async fn revoke_session(
 )]
 pub(crate) async fn revoke_other_sessions(
     State(state): State<AuthState>,
-    session: Session,
+    FullSession { current, .. }: FullSession,
 ) -> ApiResult {
-    let current = session.authenticated()?;
     require_recent_auth(&state, &current)?;
     state
         .sessions
@@ -312,10 +340,9 @@ pub(crate) async fn revoke_other_sessions(
 )]
 pub(crate) async fn reauthenticate(
     State(state): State<AuthState>,
-    session: Session,
+    FullSession { session, current }: FullSession,
     JsonBody(body): JsonBody<Reauthenticate>,
 ) -> ApiResult {
-    let current = session.authenticated()?;
     let password = match (body.password, body.code) {
         (Some(p), None) => p,
         (None, Some(_)) => {
@@ -350,10 +377,9 @@ pub(crate) async fn reauthenticate(
 )]
 pub(crate) async fn change_password(
     State(state): State<AuthState>,
-    session: Session,
+    FullSession { session, current }: FullSession,
     JsonBody(body): JsonBody<ChangePassword>,
 ) -> ApiResult {
-    let current = session.authenticated()?;
     check_max_length(&state, &body.current_password, "current_password")?;
     let user = load_user(&state, &session, current.user_id()).await?;
     if !verify_password(&state, Some(&user), &body.current_password).await? {
