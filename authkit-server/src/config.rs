@@ -324,16 +324,23 @@ pub struct PasswordSettings {
     pub parallelism: u32,
     /// Concurrent hashes (0: one per core).
     pub max_concurrent: usize,
+    /// Fewest characters (code points) of a new password.
+    pub min_length: usize,
+    /// Most characters of any password (longer input is refused, never truncated).
+    pub max_length: usize,
 }
 
 impl Default for PasswordSettings {
     fn default() -> Self {
         let p = authkit::password::HashParams::default();
+        let policy = authkit::password::PasswordPolicy::default();
         Self {
             memory_kib: p.m_cost_kib,
             iterations: p.t_cost,
             parallelism: p.p_cost,
             max_concurrent: 0,
+            min_length: policy.min_chars,
+            max_length: policy.max_chars,
         }
     }
 }
@@ -600,6 +607,45 @@ impl Config {
             errors.push(invalid("password.memory_kib", e.to_string()));
         }
 
+        if self.password.min_length < 8 {
+            errors.push(invalid(
+                "password.min_length",
+                "must be at least 8 (NIST SP 800-63B)",
+            ));
+        }
+        if self.password.max_length < 64 || self.password.max_length > 1024 {
+            errors.push(invalid(
+                "password.max_length",
+                "must be between 64 and 1024",
+            ));
+        }
+        if self.password.max_length < self.password.min_length {
+            errors.push(invalid(
+                "password.max_length",
+                "must not be below password.min_length",
+            ));
+        }
+        let mut warnings = Vec::new();
+        if let Some(smtp) = &self.smtp.url {
+            let host = smtp
+                .strip_prefix("smtp://")
+                .map(|rest| rest.rsplit('@').next().unwrap_or(rest))
+                .map(|hostport| hostport.split(['/', '?']).next().unwrap_or(hostport));
+            if let Some(host) = host {
+                let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+                let loopback = name == "localhost"
+                    || name
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+                    || name == "[::1]";
+                if !loopback && self.profile != Profile::Development {
+                    warnings.push(format!(
+                        "smtp.url uses plain smtp:// to `{name}`: mail (reset links) can be read on the network; prefer smtps:// or STARTTLS"
+                    ));
+                }
+            }
+        }
+
         let Some(public) = public else {
             return Err(errors);
         };
@@ -615,6 +661,7 @@ impl Config {
             secrets_provider: provider,
             secure_cookies,
             hash_params: hash,
+            warnings,
         })
     }
 }
@@ -640,6 +687,19 @@ pub struct Validated {
     pub secure_cookies: bool,
     /// argon2id parameters.
     pub hash_params: authkit::password::HashParams,
+    /// Accepted but risky settings, logged at start.
+    pub warnings: Vec<String>,
+}
+
+impl Validated {
+    /// The library's password policy.
+    pub fn password_policy(&self) -> authkit::password::PasswordPolicy {
+        authkit::password::PasswordPolicy {
+            min_chars: self.config.password.min_length,
+            max_chars: self.config.password.max_length,
+            ..authkit::password::PasswordPolicy::default()
+        }
+    }
 }
 
 impl Validated {
@@ -753,6 +813,35 @@ mod tests {
             v.session_config().cookie.full_name(),
             "__Host-authkit_session"
         );
+    }
+
+    #[test]
+    fn plain_smtp_to_a_remote_host_is_a_warning() {
+        let base = [
+            ("AUTHKIT_PROFILE", "production"),
+            ("AUTHKIT_PUBLIC_URL", "https://auth.example.org"),
+        ];
+        let with = |smtp: &'static str| {
+            let mut v = vars(&base);
+            v.push(("AUTHKIT_SMTP_URL".into(), smtp.into()));
+            Config::load(v).unwrap().validate().unwrap().warnings
+        };
+        assert_eq!(with("smtp://mail.example.org:25").len(), 1);
+        assert!(with("smtp://127.0.0.1:2525").is_empty());
+        assert!(with("smtps://mail.example.org:465").is_empty());
+    }
+
+    #[test]
+    fn password_lengths_are_configurable_within_nist_bounds() {
+        let v = Config::load(vars(&[("AUTHKIT_PASSWORD__MIN_LENGTH", "15")]))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(v.password_policy().min_chars, 15);
+        let bad = Config::load(vars(&[("AUTHKIT_PASSWORD__MIN_LENGTH", "6")]))
+            .unwrap()
+            .validate();
+        assert!(bad.is_err());
     }
 
     #[test]

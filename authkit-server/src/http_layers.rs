@@ -39,6 +39,15 @@ pub(crate) async fn security_headers(
         );
     }
     h.remove(header::SERVER);
+    // SECURITY.md #37 (A4 14.4.1): an explicit charset on every JSON body.
+    let json_type = match h.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes) {
+        Some(b"application/json") => Some("application/json; charset=utf-8"),
+        Some(b"application/problem+json") => Some("application/problem+json; charset=utf-8"),
+        _ => None,
+    };
+    if let Some(value) = json_type {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+    }
     response
 }
 

@@ -91,6 +91,9 @@ pub async fn open_store(config: &Validated) -> Result<SqlStore, authkit::store::
 impl App {
     /// Opens the store, loads the secrets and builds the library.
     pub async fn build(config: Validated, overrides: Overrides) -> Result<Self, StartError> {
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
         let store: Arc<dyn Store> = match overrides.store {
             Some(store) => store,
             None => Arc::new(open_store(&config).await?),
@@ -107,7 +110,8 @@ impl App {
             .allowed_origins(config.allowed_origins.iter().cloned())
             .clock(overrides.clock)
             .rng(overrides.rng)
-            .hash_params(config.hash_params);
+            .hash_params(config.hash_params)
+            .password_policy(config.password_policy());
         if pw.max_concurrent > 0 {
             builder = builder.max_concurrent_hashes(pw.max_concurrent);
         }

@@ -14,9 +14,17 @@ use authkit::secret::SecretString;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let hasher = rt
-        .block_on(PasswordHasher::new(HashParams::default(), Some(1), Arc::new(OsRandom)))
+        .block_on(PasswordHasher::new(
+            HashParams::default(),
+            Some(1),
+            Arc::new(OsRandom),
+        ))
         .unwrap();
     let password = SecretString::from("correct horse battery staple");
     let phc = rt.block_on(hasher.hash(&password)).unwrap();
@@ -27,7 +35,8 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter(|| hasher.hash(&password));
     });
     group.bench_function("argon2id_verify_m19456_t2_p1", |b| {
-        b.to_async(&rt).iter(|| hasher.verify(&password, Some(&phc)));
+        b.to_async(&rt)
+            .iter(|| hasher.verify(&password, Some(&phc)));
     });
     group.finish();
 }

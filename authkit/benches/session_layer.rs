@@ -19,13 +19,24 @@ use tower::{Layer as _, ServiceExt as _, service_fn};
 
 fn keys() -> SecretKeys {
     let ring = || KeyRing::parse("b1:QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=").unwrap();
-    SecretKeys { session: ring(), encryption: ring(), pepper: ring() }
+    SecretKeys {
+        session: ring(),
+        encryption: ring(),
+        pepper: ring(),
+    }
 }
 
 async fn handler(req: Request<Body>) -> Result<Response<Body>, Infallible> {
     // Touch the session the way a protected handler would.
-    let signed_in = req.extensions().get::<Session>().is_some_and(|s| s.authenticated().is_ok());
-    Ok(Response::new(Body::from(if signed_in { "ok" } else { "anonymous" })))
+    let signed_in = req
+        .extensions()
+        .get::<Session>()
+        .is_some_and(|s| s.authenticated().is_ok());
+    Ok(Response::new(Body::from(if signed_in {
+        "ok"
+    } else {
+        "anonymous"
+    })))
 }
 
 async fn setup() -> (AuthKit, String) {
@@ -39,9 +50,16 @@ async fn setup() -> (AuthKit, String) {
     let register = Request::post("/register")
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ORIGIN, "http://localhost")
-        .body(Body::from(r#"{"email":"bench@example.com","password":"correct horse battery staple"}"#))
+        .body(Body::from(
+            r#"{"email":"bench@example.com","password":"correct horse battery staple"}"#,
+        ))
         .unwrap();
-    let response = auth.layer().layer(auth.service()).oneshot(register).await.unwrap();
+    let response = auth
+        .layer()
+        .layer(auth.service())
+        .oneshot(register)
+        .await
+        .unwrap();
     let cookie = response
         .headers()
         .get_all(header::SET_COOKIE)
@@ -52,10 +70,17 @@ async fn setup() -> (AuthKit, String) {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let (auth, cookie) = rt.block_on(setup());
     let request = || {
-        Request::get("/portfolio").header(header::COOKIE, cookie.as_str()).body(Body::empty()).unwrap()
+        Request::get("/portfolio")
+            .header(header::COOKIE, cookie.as_str())
+            .body(Body::empty())
+            .unwrap()
     };
 
     let mut group = c.benchmark_group("session_layer");
@@ -69,7 +94,10 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("auth_layer_no_cookie", |b| {
         let svc = auth.layer().layer(service_fn(handler));
-        b.to_async(&rt).iter(|| svc.clone().oneshot(Request::get("/").body(Body::empty()).unwrap()));
+        b.to_async(&rt).iter(|| {
+            svc.clone()
+                .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        });
     });
     group.finish();
 }

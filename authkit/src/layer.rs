@@ -9,6 +9,11 @@ use crate::session::{SessionLayer, SessionManager, SessionService};
 /// The layer an app installs once: parses cookies (`tower-cookies`), applies the CSRF checks,
 /// then loads the session. Order matters: a forged request is refused before any session
 /// work, and the cookie manager sees every `Set-Cookie` the session makes.
+///
+/// The wrapped service must be `Clone + Send + 'static` with `Error = Infallible` (as axum
+/// routers are); map a fallible stack's errors to responses before this layer (for example
+/// with `tower::util::MapErr` or axum's `HandleErrorLayer`). Responses come back with
+/// [`Body`](crate::Body) bodies.
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     sessions: SessionManager,

@@ -34,7 +34,15 @@
 //! - [`clock`], [`rng`]: injected time and randomness.
 //!
 //! Without axum, use [`AuthLayer`], [`AuthService`] and [`RequireAuthLayer`] as plain tower
-//! types (see `examples/hyper-bare`).
+//! types (see `examples/hyper-bare`): mount the service under `/api/v1/auth` by stripping that
+//! prefix, and insert [`ClientIp`] into request extensions so that sessions record the client
+//! address (with axum, `ConnectInfo<SocketAddr>` is used automatically).
+//!
+//! ## Features
+//! - `axum` (default): the [`CurrentUser`] and [`RequireAal2`] extractors. axum itself is always
+//!   a dependency: the auth service is an axum router inside and [`Body`] is axum's body type;
+//!   your app does not need to use axum for anything.
+//! - `test-util`: [`rng::SeededRandom`] for reproducible tests.
 //!
 //! ## Deployment caveats
 //! - Serve over HTTPS in production and set [`CookieConfig::secure`](session::CookieConfig):
@@ -68,6 +76,7 @@ mod util;
 /// The response body type of authkit's layers and services.
 pub use axum::body::Body;
 pub use client::ClientIp;
+pub use csrf::Origin;
 pub use error::{ErrorCode, Problem};
 #[cfg(feature = "axum")]
 pub use extract::{CurrentUser, RequireAal2};

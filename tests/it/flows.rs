@@ -17,6 +17,7 @@ crate::for_each_store!(
     absolute_timeout_is_not_extended_by_activity,
     store_keeps_only_token_hashes,
     csrf_token_for_headerless_clients,
+    rehash_never_overwrites_a_changed_password,
 );
 
 // SECURITY.md #1, #3, #4, #7, #10
@@ -494,5 +495,58 @@ async fn csrf_token_for_headerless_clients(app: TestApp) {
         )
         .await;
     assert_eq!(login.status, StatusCode::OK);
+    app.finish().await;
+}
+
+// A login's background rehash must not resurrect the old password when a password change
+// lands first: the upgrade is conditional on the hash it verified.
+async fn rehash_never_overwrites_a_changed_password(app: TestApp) {
+    use authkit::clock::Timestamp;
+    let addr = email("race");
+    let cookie = app.register(&addr).await;
+    let store = app.app.store();
+    let me = app
+        .send(Req::get("/api/v1/auth/session").cookie(&cookie))
+        .await
+        .json();
+    let id = authkit::user::UserId::from_stored(me["user"]["id"].as_str().unwrap().to_owned());
+    let before = store
+        .user_by_id(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash
+        .unwrap();
+    let new_pw = "a completely new passphrase";
+    let r = app
+        .send(
+            Req::post("/api/v1/auth/password/change")
+                .cookie(&cookie)
+                .json(json!({"current_password": PASSWORD, "new_password": new_pw})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let now = Timestamp::from_unix_seconds(crate::support::START);
+    // A rehash of the old password that verified `before` arrives late: refused.
+    assert!(
+        !store
+            .upgrade_password_hash(&id, &before, "$argon2id$stale", now)
+            .await
+            .unwrap()
+    );
+    let after = store
+        .user_by_id(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash
+        .unwrap();
+    assert_ne!(after, "$argon2id$stale");
+    assert!(
+        store
+            .upgrade_password_hash(&id, &after, &before, now)
+            .await
+            .unwrap()
+    );
     app.finish().await;
 }

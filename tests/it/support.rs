@@ -379,7 +379,7 @@ impl Resp {
         assert_eq!(self.status.as_u16(), status, "{}", self.text());
         assert_eq!(
             self.header("content-type"),
-            Some("application/problem+json"),
+            Some("application/problem+json; charset=utf-8"),
             "{}",
             self.text()
         );

@@ -214,12 +214,21 @@ impl PasswordHasher {
             p_cost: phc.p_cost,
         }
         .argon2(phc.hash.len())?;
+        let padding = padding_params(&phc, &current)?;
         let pw = Zeroizing::new(password.expose_secret().as_bytes().to_vec());
         let matches = self
             .run(move |blocks| {
                 let mut out = Zeroizing::new(vec![0u8; phc.hash.len()]);
                 compute(&stored_params, &pw, &phc.salt, &mut out, blocks)?;
-                Ok(bool::from(out.as_slice().ct_eq(&phc.hash)))
+                let matches = bool::from(out.as_slice().ct_eq(&phc.hash));
+                if let Some(padding) = padding {
+                    // Pad to the current cost (Django's "harden runtime", CVE-2016-2513), so
+                    // that a weaker stored hash does not make this account answer faster than
+                    // an unknown one.
+                    let mut sink = [0u8; OUTPUT_LEN];
+                    compute(&padding, &pw, &[0u8; SALT_LEN], &mut sink, blocks)?;
+                }
+                Ok(matches)
             })
             .await?;
         Ok(if matches && real {
@@ -257,6 +266,31 @@ impl PasswordHasher {
         .await
         .map_err(|_| PasswordError::TaskFailed)?
     }
+}
+
+/// Extra work that brings a verification at `stored` parameters up to the cost of `current`
+/// (argon2 costs about `m × t` block operations), or `None` when it already costs as much.
+fn padding_params(
+    stored: &Argon2Phc,
+    current: &HashParams,
+) -> Result<Option<Params>, PasswordError> {
+    let work = |m: u32, t: u32| u64::from(m) * u64::from(t);
+    let missing =
+        work(current.m_cost_kib, current.t_cost).saturating_sub(work(stored.m_cost, stored.t_cost));
+    // Below 1/16 of the current cost the difference is lost in noise.
+    if missing * 16 < work(current.m_cost_kib, current.t_cost) {
+        return Ok(None);
+    }
+    let m = u32::try_from(missing.div_ceil(u64::from(current.t_cost.max(1))))
+        .unwrap_or(current.m_cost_kib)
+        .clamp(8, current.m_cost_kib);
+    HashParams {
+        m_cost_kib: m,
+        t_cost: current.t_cost,
+        p_cost: 1,
+    }
+    .argon2(OUTPUT_LEN)
+    .map(Some)
 }
 
 /// argon2id into `out`, growing the pooled work area when these parameters need more.
@@ -346,6 +380,26 @@ mod tests {
             current.verify(&pw, Some(&old)).await.unwrap(),
             Verification::Match { needs_rehash: true }
         );
+    }
+
+    // SECURITY.md #20 / Django CVE-2016-2513: weaker stored hashes are padded to the current
+    // cost; equal or stronger ones are not.
+    #[test]
+    fn pads_only_verifications_of_weaker_hashes() {
+        let current = HashParams::default();
+        let phc = |m, t| Argon2Phc {
+            m_cost: m,
+            t_cost: t,
+            p_cost: 1,
+            salt: vec![0; 16],
+            hash: vec![0; 32],
+        };
+        assert!(padding_params(&phc(19_456, 2), &current).unwrap().is_none());
+        assert!(padding_params(&phc(65_536, 3), &current).unwrap().is_none());
+        let pad = padding_params(&phc(8_192, 2), &current).unwrap().unwrap();
+        assert_eq!((pad.m_cost(), pad.t_cost()), (11_264, 2));
+        let pad = padding_params(&phc(4_096, 1), &current).unwrap().unwrap();
+        assert_eq!(pad.m_cost(), 17_408);
     }
 
     #[test]

@@ -14,7 +14,8 @@ use crate::rng::{OsRandom, RandomSource};
 /// Development secrets: each key ring is generated on first use and persisted as a file under
 /// a directory (default `./.authkit/secrets`), so that sessions survive a restart.
 ///
-/// Refused in production by the reference server; every read logs a warning.
+/// Refused in production by the reference server; generating a key logs a warning (the
+/// reference server also warns at every start).
 #[derive(Debug, Clone)]
 pub struct LocalSecrets {
     dir: PathBuf,

@@ -138,6 +138,25 @@ impl SecretKeys {
     }
 }
 
+impl SecretKeys {
+    /// Fresh random key rings (key id `gen1`), for tests and throw-away instances. Anything
+    /// signed with them dies with the process.
+    pub fn generate(rng: &dyn crate::rng::RandomSource) -> Result<Self, crate::rng::RandomError> {
+        let ring = || -> Result<KeyRing, crate::rng::RandomError> {
+            let mut bytes = vec![0u8; crate::secret::MIN_KEY_LEN];
+            rng.try_fill(&mut bytes)?;
+            let key = crate::secret::SecretKey::new(bytes).map_err(|_| crate::rng::RandomError)?;
+            let id = crate::secret::KeyId::new("gen1").map_err(|_| crate::rng::RandomError)?;
+            KeyRing::new(vec![(id, key)]).map_err(|_| crate::rng::RandomError)
+        };
+        Ok(Self {
+            session: ring()?,
+            encryption: ring()?,
+            pepper: ring()?,
+        })
+    }
+}
+
 async fn load_ring(provider: &dyn SecretProvider, name: &str) -> Result<KeyRing, SecretError> {
     let value = provider.get(name).await?;
     KeyRing::parse(value.expose()).map_err(|source| SecretError::InvalidKeyRing {

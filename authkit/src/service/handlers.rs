@@ -77,9 +77,11 @@ fn user_session(user: &UserRecord, session: &AuthenticatedSession) -> UserSessio
     }
 }
 
-/// Verifies `password` for `user` (or the dummy hash when there is no such user) and, on a
-/// match with outdated parameters, rehashes in the background so that the response time does
-/// not reveal the upgrade (Django CVE-2016-2513).
+/// Verifies `password` for `user` (or the dummy hash when there is no such user). On a match
+/// with outdated parameters it rehashes in the background, so that the upgrade's cost does not
+/// show in this response (Django CVE-2016-2513); the hasher pads the verification of weaker
+/// hashes to the current cost. The upgrade is written only if the hash is unchanged, so it can
+/// never undo a password change that raced it.
 async fn verify_password(
     state: &AuthState,
     user: Option<&UserRecord>,
@@ -89,18 +91,19 @@ async fn verify_password(
     match state.hasher.verify(password, stored).await? {
         Verification::Mismatch => Ok(false),
         Verification::Match { needs_rehash } => {
-            if let (true, Some(user)) = (needs_rehash, user) {
+            if let (true, Some(user), Some(old)) = (needs_rehash, user, stored) {
                 let (hasher, store, clock) = (
                     state.hasher.clone(),
                     state.store.clone(),
                     state.clock.clone(),
                 );
-                let (id, password) = (user.id.clone(), password.clone());
+                let (id, password, old) = (user.id.clone(), password.clone(), old.to_owned());
                 tokio::spawn(async move {
                     let result = match hasher.hash(&password).await {
                         Ok(phc) => store
-                            .set_password_hash(&id, &phc, clock.now())
+                            .upgrade_password_hash(&id, &old, &phc, clock.now())
                             .await
+                            .map(|_| ())
                             .map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
                     };
@@ -290,8 +293,7 @@ pub(crate) async fn revoke_session(
     Path(handle): Path<String>,
 ) -> ApiResult {
     if handle == current.handle() {
-        session.logout().await?;
-        return Ok(StatusCode::NO_CONTENT.into_response());
+        return logout(session).await;
     }
     require_recent_auth(&state, &current)?;
     if state
@@ -416,7 +418,7 @@ pub(crate) async fn csrf_token(State(state): State<AuthState>, session: Session)
     let token = state
         .csrf
         .issue(&hash)
-        .ok_or_else(|| ApiError::new(ErrorCode::Internal).with_detail("CSRF key unusable"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal))?;
     let mut response = Json(CsrfTokenView { token }).into_response();
     response
         .headers_mut()

@@ -107,17 +107,21 @@ impl UserStore for MemoryStore {
         Ok(self.lock().users.get(id).cloned())
     }
 
-    async fn set_password_hash(
+    async fn upgrade_password_hash(
         &self,
         id: &UserId,
+        expected: &str,
         phc: &str,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        if let Some(u) = self.lock().users.get_mut(id) {
-            u.password_hash = Some(phc.to_owned());
-            u.updated_at = now;
+    ) -> Result<bool, StoreError> {
+        match self.lock().users.get_mut(id) {
+            Some(u) if u.password_hash.as_deref() == Some(expected) => {
+                u.password_hash = Some(phc.to_owned());
+                u.updated_at = now;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
-        Ok(())
     }
 }
 

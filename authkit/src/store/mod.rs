@@ -68,13 +68,16 @@ pub trait UserStore: Send + Sync + std::fmt::Debug {
     async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
     /// The user with this id.
     async fn user_by_id(&self, id: &UserId) -> Result<Option<UserRecord>, StoreError>;
-    /// Replaces the password hash (e.g. a rehash at login with newer parameters).
-    async fn set_password_hash(
+    /// Replaces the password hash only if it is still `expected`: the rehash at login with
+    /// newer parameters must never overwrite a password changed in the meantime. Returns
+    /// whether it replaced.
+    async fn upgrade_password_hash(
         &self,
         id: &UserId,
+        expected: &str,
         phc: &str,
         now: Timestamp,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 }
 
 /// Sessions, keyed by the hash of their token, with a per-user index.

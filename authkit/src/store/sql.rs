@@ -276,19 +276,24 @@ impl UserStore for SqlStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn set_password_hash(
+    async fn upgrade_password_hash(
         &self,
         id: &UserId,
+        expected: &str,
         phc: &str,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-            .bind(phc)
-            .bind(now.unix_seconds())
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2 \
+             WHERE id = $3 AND password_hash = $4",
+        )
+        .bind(phc)
+        .bind(now.unix_seconds())
+        .bind(id.as_str())
+        .bind(expected)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 
