@@ -632,12 +632,15 @@ impl Config {
                 .map(|rest| rest.rsplit('@').next().unwrap_or(rest))
                 .map(|hostport| hostport.split(['/', '?']).next().unwrap_or(hostport));
             if let Some(host) = host {
-                let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+                // `host`, `host:port`, `[v6]` or `[v6]:port`.
+                let name = match host.strip_prefix('[') {
+                    Some(v6) => v6.split(']').next().unwrap_or(v6),
+                    None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+                };
                 let loopback = name == "localhost"
                     || name
                         .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-                    || name == "[::1]";
+                        .is_ok_and(|ip| ip.is_loopback());
                 if !loopback && self.profile != Profile::Development {
                     warnings.push(format!(
                         "smtp.url uses plain smtp:// to `{name}`: mail (reset links) can be read on the network; prefer smtps:// or STARTTLS"
@@ -828,6 +831,9 @@ mod tests {
         };
         assert_eq!(with("smtp://mail.example.org:25").len(), 1);
         assert!(with("smtp://127.0.0.1:2525").is_empty());
+        assert!(with("smtp://[::1]").is_empty());
+        assert!(with("smtp://[::1]:25").is_empty());
+        assert_eq!(with("smtp://[2001:db8::1]:25").len(), 1);
         assert!(with("smtps://mail.example.org:465").is_empty());
     }
 

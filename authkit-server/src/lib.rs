@@ -30,7 +30,7 @@ pub enum StartError {
     #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Config(Vec<ConfigError>),
     /// The database could not be opened or migrated.
-    #[error("database: {0}")]
+    #[error("database")]
     Store(#[from] authkit::store::StoreError),
     /// A secret could not be loaded.
     #[error(transparent)]
