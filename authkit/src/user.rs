@@ -64,7 +64,22 @@ pub struct Email(String);
 impl Email {
     /// Validates and normalises `raw`.
     pub fn parse(raw: &str) -> Result<Self, EmailError> {
-        let folded: String = raw.trim().nfkc().collect::<String>().to_lowercase();
+        // NFKC, then lower case, then NFKC again until nothing changes: lower-casing can
+        // produce text that NFKC reorders or composes (a letter followed by combining marks),
+        // and the stored form must parse to itself.
+        let mut folded: String = raw.trim().nfkc().collect();
+        let mut settled = false;
+        for _ in 0..4 {
+            let next: String = folded.to_lowercase().nfkc().collect();
+            if next == folded {
+                settled = true;
+                break;
+            }
+            folded = next;
+        }
+        if !settled {
+            return Err(EmailError::Invalid);
+        }
         if folded.is_empty() || folded.len() > MAX_EMAIL_LEN {
             return Err(EmailError::Invalid);
         }
@@ -135,6 +150,14 @@ mod tests {
         let b = Email::parse("ａｌｉｃｅ@example.com").unwrap();
         assert_eq!(a.as_str(), "alice@example.com");
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn normalisation_is_idempotent_with_combining_marks() {
+        for raw in ["aH\u{331}@example.com", "a\u{130}\u{316}@example.com"] {
+            let once = Email::parse(raw).unwrap();
+            assert_eq!(Email::parse(once.as_str()).unwrap(), once, "{raw:?}");
+        }
     }
 
     #[test]

@@ -15,9 +15,12 @@ impl Origin {
     /// user info, paths, queries and fragments.
     pub fn parse(text: &str) -> Result<Self, OriginError> {
         let err = || OriginError(text.to_owned());
-        let uri: http::Uri = text.trim().parse().map_err(|_| err())?;
-        let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
-        if !path_ok || text.trim().ends_with('/') && uri.path() != "/" {
+        let trimmed = text.trim();
+        if trimmed.contains('#') {
+            return Err(err());
+        }
+        let uri: http::Uri = trimmed.parse().map_err(|_| err())?;
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(err());
         }
         Self::from_uri(&uri).ok_or_else(err)
@@ -25,25 +28,21 @@ impl Origin {
 
     /// The origin of a full URL (as in `Referer`).
     pub fn of_url(url: &str) -> Option<Self> {
-        Self::from_uri(&url.parse().ok()?)
+        Self::from_uri(&url.trim().parse().ok()?)
     }
 
     fn from_uri(uri: &http::Uri) -> Option<Self> {
         let scheme = uri.scheme_str()?.to_ascii_lowercase();
-        let authority = uri.authority()?;
-        if authority.as_str().contains('@') {
-            return None;
-        }
-        let host = authority.host().to_ascii_lowercase();
-        if host.is_empty() || host.contains('*') {
-            return None;
-        }
         let default_port = match scheme.as_str() {
             "https" => 443,
             "http" => 80,
             _ => return None,
         };
-        Some(match authority.port_u16() {
+        // `http::Uri` accepts loose authorities (`host:8443x`, `host:[1]:443`); re-read the
+        // authority strictly so that a typo is refused instead of silently becoming another
+        // origin.
+        let (host, port) = split_authority(uri.authority()?.as_str())?;
+        Some(match port {
             Some(p) if p != default_port => Self(format!("{scheme}://{host}:{p}")),
             _ => Self(format!("{scheme}://{host}")),
         })
@@ -58,6 +57,41 @@ impl Origin {
     pub fn is_https(&self) -> bool {
         self.0.starts_with("https://")
     }
+}
+
+/// `host[:port]` or `[v6][:port]`, strictly: a host of `[a-z0-9.-]` (lower-cased) or a whole
+/// IPv6 literal, and a port of 1–5 digits up to 65535.
+fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (addr, rest) = v6.split_once(']')?;
+        addr.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match rest {
+            "" => None,
+            _ => Some(rest.strip_prefix(':')?),
+        };
+        (format!("[{}]", addr.to_ascii_lowercase()), port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        let ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !ok {
+            return None;
+        }
+        (host.to_ascii_lowercase(), port)
+    };
+    let port = match port {
+        None => None,
+        Some(p) if (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().ok()?)
+        }
+        Some(_) => return None,
+    };
+    Some((host, port))
 }
 
 impl fmt::Display for Origin {

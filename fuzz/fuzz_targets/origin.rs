@@ -1,0 +1,67 @@
+//! `Origin` and `Referer` header values: `Origin::parse` and `Origin::of_url` on arbitrary
+//! text (SECURITY.md #12). Anything accepted must already be in serialised form, parse back to
+//! itself through both entry points, and (for `parse`) be the input itself up to case, white
+//! space, a trailing `/` and how the port is written: an origin value is never silently rewritten into
+//! a different one.
+
+#![no_main]
+
+use authkit::csrf::Origin;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let parsed = Origin::parse(text).ok();
+    if let Some(origin) = &parsed {
+        assert!(
+            spells(text, origin),
+            "{text:?} was read as {:?}",
+            origin.as_str()
+        );
+    }
+    for origin in [parsed, Origin::of_url(text)].into_iter().flatten() {
+        let s = origin.as_str();
+        assert!(
+            s.starts_with("https://") || s.starts_with("http://"),
+            "{s:?}"
+        );
+        assert!(!s.contains('@') && !s.contains('*'), "{s:?}");
+        assert_eq!(s.to_ascii_lowercase(), s);
+        assert_eq!(Origin::parse(s).as_ref(), Ok(&origin), "{text:?} -> {s:?}");
+        assert_eq!(
+            Origin::of_url(s).as_ref(),
+            Some(&origin),
+            "{text:?} -> {s:?}"
+        );
+        assert_eq!(origin.is_https(), s.starts_with("https://"));
+    }
+});
+
+/// Whether `text` is a way of writing `origin`: the same scheme and host (ignoring case and
+/// surrounding white space), then nothing, `/`, or a port equal to the origin's (leading zeros
+/// and an empty or default port allowed).
+fn spells(text: &str, origin: &Origin) -> bool {
+    let input = text.trim().to_ascii_lowercase();
+    let input = input.strip_suffix('/').unwrap_or(&input);
+    let Some((scheme, authority)) = origin.as_str().split_once("://") else {
+        return false;
+    };
+    let default_port = if origin.is_https() { 443 } else { 80 };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, port.parse::<u16>().ok()),
+        _ => (authority, None),
+    };
+    let port = port.unwrap_or(default_port);
+    let Some(rest) = input.strip_prefix(&format!("{scheme}://{host}")) else {
+        return false;
+    };
+    match rest.strip_prefix(':') {
+        None => rest.is_empty(),
+        Some("") => true,
+        Some(digits) => {
+            digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u16>().ok() == Some(port)
+        }
+    }
+}
