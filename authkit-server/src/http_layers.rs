@@ -78,7 +78,7 @@ pub(crate) async fn problem_for_bare_errors(req: Request, next: Next) -> Respons
 /// Sets [`ClientIp`]: the peer address, or — when the peer is a trusted proxy — the last
 /// address in `X-Forwarded-For` that is not itself a trusted proxy.
 pub(crate) async fn resolve_client_ip(
-    State(trusted): State<Vec<IpNet>>,
+    State(trusted): State<std::sync::Arc<[IpNet]>>,
     mut req: Request,
     next: Next,
 ) -> Response {

@@ -64,10 +64,16 @@ impl Default for Overrides {
     }
 }
 
-/// A built server: configuration, library and store.
+/// A built server: configuration, library and store. Cloning is one reference-count
+/// increment (axum clones the state for every request).
 #[derive(Debug, Clone)]
 pub struct App {
-    config: Arc<Validated>,
+    inner: Arc<AppInner>,
+}
+
+#[derive(Debug)]
+struct AppInner {
+    config: Validated,
     auth: AuthKit,
     store: Arc<dyn Store>,
 }
@@ -117,9 +123,11 @@ impl App {
         }
         let auth = builder.build().await?;
         Ok(Self {
-            config: Arc::new(config),
-            auth,
-            store,
+            inner: Arc::new(AppInner {
+                config,
+                auth,
+                store,
+            }),
         })
     }
 
@@ -130,16 +138,16 @@ impl App {
 
     /// The settings in effect.
     pub fn config(&self) -> &Validated {
-        &self.config
+        &self.inner.config
     }
 
     /// The library instance.
     pub fn auth(&self) -> &AuthKit {
-        &self.auth
+        &self.inner.auth
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+        &self.inner.store
     }
 }

@@ -134,7 +134,7 @@ pub(crate) fn router(app: &App) -> Router {
     // problem+json for bare errors → timeout → body limit → client address → app.
     router
         .layer(axum::middleware::from_fn_with_state(
-            config.trusted_proxies.clone(),
+            std::sync::Arc::<[ipnet::IpNet]>::from(config.trusted_proxies.as_slice()),
             http_layers::resolve_client_ip,
         ))
         .layer(RequestBodyLimitLayer::new(settings.body_limit))

@@ -11,9 +11,6 @@ use crate::session::ClientMeta;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-/// Longest user agent kept, in characters.
-const MAX_USER_AGENT: usize = 256;
-
 pub(crate) fn client_ip<B>(req: &Request<B>) -> Option<IpAddr> {
     req.extensions().get::<ClientIp>().map(|c| c.0).or_else(|| {
         req.extensions()
@@ -24,11 +21,7 @@ pub(crate) fn client_ip<B>(req: &Request<B>) -> Option<IpAddr> {
 
 pub(crate) fn client_meta<B>(req: &Request<B>) -> ClientMeta {
     ClientMeta {
-        ip: client_ip(req).map(|ip| ip.to_string()),
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| crate::util::truncate_chars(ua, MAX_USER_AGENT)),
+        ip: client_ip(req),
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
     }
 }

@@ -52,12 +52,34 @@ impl Timestamp {
         let days = self.0.div_euclid(86_400);
         let secs_of_day = self.0.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        let (h, min, sec) = (
             secs_of_day / 3600,
             (secs_of_day % 3600) / 60,
-            secs_of_day % 60
-        )
+            secs_of_day % 60,
+        );
+        if !(0..=9999).contains(&y) {
+            return format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{sec:02}Z");
+        }
+        // Written by hand: every session response carries several timestamps, and `format!`
+        // showed up in the server's profile.
+        let mut buf = *b"0000-00-00T00:00:00Z";
+        for (at, width, value) in [
+            (0, 4, y),
+            (5, 2, i64::from(m)),
+            (8, 2, i64::from(d)),
+            (11, 2, h),
+            (14, 2, min),
+            (17, 2, sec),
+        ] {
+            let mut v = value;
+            for i in (0..width).rev() {
+                if let Some(slot) = buf.get_mut(at + i) {
+                    *slot = b'0' + u8::try_from(v % 10).unwrap_or(0);
+                }
+                v /= 10;
+            }
+        }
+        buf.iter().map(|&b| char::from(b)).collect()
     }
 }
 

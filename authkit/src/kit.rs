@@ -9,7 +9,7 @@ use crate::layer::AuthLayer;
 use crate::password::{HashParams, PasswordError, PasswordHasher, PasswordPolicy};
 use crate::rng::{OsRandom, RandomSource};
 use crate::secrets::{SecretError, SecretKeys, SecretProvider};
-use crate::service::{AuthApi, AuthService, AuthState};
+use crate::service::{AuthApi, AuthService, AuthState, AuthStateInner};
 use crate::session::{SessionConfig, SessionManager};
 use crate::store::{SqlStore, SqlStoreOptions, Store, StoreError};
 
@@ -199,7 +199,7 @@ impl AuthKitBuilder {
             allowed_origins: self.allowed_origins,
             session_cookie: self.session.cookie.full_name(),
         };
-        let state = AuthState {
+        let state = AuthState::new(AuthStateInner {
             store,
             sessions: sessions.clone(),
             hasher,
@@ -211,19 +211,25 @@ impl AuthKitBuilder {
                 .max_capacity(self.session.cache_capacity)
                 .time_to_live(self.session.cache_ttl)
                 .build(),
-        };
+        });
         Ok(AuthKit {
-            layer: AuthLayer::new(sessions, csrf_config, csrf),
-            service: AuthService::new(state.clone(), self.max_body_bytes),
-            state,
-            keys,
+            inner: Arc::new(KitInner {
+                layer: AuthLayer::new(sessions, csrf_config, csrf),
+                service: AuthService::new(state.clone(), self.max_body_bytes),
+                state,
+                keys,
+            }),
         })
     }
 }
 
-/// authkit, assembled: the layer, the service and the parts behind them.
+/// authkit, assembled: the layer, the service and the parts behind them. Cloning is cheap.
 #[derive(Clone)]
 pub struct AuthKit {
+    inner: Arc<KitInner>,
+}
+
+struct KitInner {
     layer: AuthLayer,
     service: AuthService,
     state: AuthState,
@@ -244,12 +250,12 @@ impl AuthKit {
 
     /// The session and CSRF layer: put it in front of every route (`.layer(auth.layer())`).
     pub fn layer(&self) -> AuthLayer {
-        self.layer.clone()
+        self.inner.layer.clone()
     }
 
     /// The auth endpoints: mount under `/api/v1/auth` (`.nest_service("/api/v1/auth", …)`).
     pub fn service(&self) -> AuthService {
-        self.service.clone()
+        self.inner.service.clone()
     }
 
     /// The OpenAPI document of the auth endpoints mounted at `/api/v1/auth`.
@@ -260,21 +266,21 @@ impl AuthKit {
 
     /// Sessions: list or revoke a user's sessions from app code.
     pub fn sessions(&self) -> &SessionManager {
-        &self.state.sessions
+        &self.inner.state.sessions
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.state.store
+        &self.inner.state.store
     }
 
     /// The password hasher (shares the concurrency bound with the endpoints).
     pub fn hasher(&self) -> &PasswordHasher {
-        &self.state.hasher
+        &self.inner.state.hasher
     }
 
     /// The loaded key rings.
     pub fn keys(&self) -> &SecretKeys {
-        &self.keys
+        &self.inner.keys
     }
 }

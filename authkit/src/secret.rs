@@ -103,8 +103,14 @@ pub enum KeyRingError {
 /// Keys with ids, newest first. New material uses [`KeyRing::current`]; verification tries
 /// every key (SECURITY.md #36), so adding a key ends nothing and retiring one ends only what
 /// still depends on it.
+///
+/// Cloning shares the keys (no copy of key material is made).
 #[derive(Clone)]
 pub struct KeyRing {
+    keys: std::sync::Arc<RingKeys>,
+}
+
+struct RingKeys {
     newest: (KeyId, SecretKey),
     older: Vec<(KeyId, SecretKey)>,
 }
@@ -120,8 +126,10 @@ impl KeyRing {
         let mut keys = keys.into_iter();
         let newest = keys.next().ok_or(KeyRingError::Empty)?;
         Ok(Self {
-            newest,
-            older: keys.collect(),
+            keys: std::sync::Arc::new(RingKeys {
+                newest,
+                older: keys.collect(),
+            }),
         })
     }
 
@@ -144,11 +152,11 @@ impl KeyRing {
 
     /// The key used for new material.
     pub fn current(&self) -> (&KeyId, &SecretKey) {
-        (&self.newest.0, &self.newest.1)
+        (&self.keys.newest.0, &self.keys.newest.1)
     }
 
     fn all(&self) -> impl Iterator<Item = &(KeyId, SecretKey)> {
-        std::iter::once(&self.newest).chain(self.older.iter())
+        std::iter::once(&self.keys.newest).chain(self.keys.older.iter())
     }
 
     /// The key with id `id`, if the ring still holds it.

@@ -39,9 +39,26 @@ use crate::session::{Session, SessionManager};
 use crate::store::Store;
 use error::PendingProblem;
 
-/// Everything the handlers share.
+/// Everything the handlers share. axum clones the state for every request, so it is one
+/// `Arc`.
 #[derive(Clone)]
-pub(crate) struct AuthState {
+pub(crate) struct AuthState(Arc<AuthStateInner>);
+
+impl std::ops::Deref for AuthState {
+    type Target = AuthStateInner;
+
+    fn deref(&self) -> &AuthStateInner {
+        &self.0
+    }
+}
+
+impl AuthState {
+    pub(crate) fn new(inner: AuthStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+pub(crate) struct AuthStateInner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) sessions: SessionManager,
     pub(crate) hasher: PasswordHasher,

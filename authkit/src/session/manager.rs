@@ -13,13 +13,30 @@ use crate::rng::{RandomSource, random_array};
 use crate::store::{Store, StoreError};
 use crate::user::UserId;
 
-/// Where a request came from, recorded on the sessions it creates.
+/// Where a request came from, recorded on the sessions it creates. Kept raw (an address and
+/// a shared header value) so that requests that create no session pay nothing to format it.
 #[derive(Debug, Clone, Default)]
 pub struct ClientMeta {
     /// Client address.
-    pub ip: Option<String>,
-    /// `User-Agent`, truncated to 256 characters.
-    pub user_agent: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<http::HeaderValue>,
+}
+
+/// Longest user agent stored, in characters.
+const MAX_USER_AGENT: usize = 256;
+
+impl ClientMeta {
+    fn ip_text(&self) -> Option<String> {
+        self.ip.map(|ip| ip.to_string())
+    }
+
+    fn user_agent_text(&self) -> Option<String> {
+        self.user_agent
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| crate::util::truncate_chars(ua, MAX_USER_AGENT))
+    }
 }
 
 /// A session in the in-process cache: the stored record plus activity not yet written back.
@@ -49,11 +66,17 @@ impl CachedSession {
 ///
 /// The layer and the auth service share one; an app may use it directly, e.g. to revoke every
 /// session of a user from an admin tool.
+///
+/// Cloning is one reference-count increment: layers clone it for every request.
 #[derive(Clone)]
 pub struct SessionManager {
+    inner: Arc<ManagerInner>,
+}
+
+struct ManagerInner {
     store: Arc<dyn Store>,
     cache: Cache<SessionIdHash, Arc<CachedSession>>,
-    config: Arc<SessionConfig>,
+    config: SessionConfig,
     clock: Arc<dyn Clock>,
     rng: Arc<dyn RandomSource>,
 }
@@ -61,7 +84,7 @@ pub struct SessionManager {
 impl std::fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionManager")
-            .field("config", &self.config)
+            .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
 }
@@ -88,27 +111,29 @@ impl SessionManager {
             .time_to_live(config.cache_ttl)
             .build();
         Self {
-            store,
-            cache,
-            config: Arc::new(config),
-            clock,
-            rng,
+            inner: Arc::new(ManagerInner {
+                store,
+                cache,
+                config,
+                clock,
+                rng,
+            }),
         }
     }
 
     /// The session settings.
     pub fn config(&self) -> &SessionConfig {
-        &self.config
+        &self.inner.config
     }
 
     /// The clock every expiry is measured with.
     pub fn clock(&self) -> &dyn Clock {
-        self.clock.as_ref()
+        self.inner.clock.as_ref()
     }
 
     /// A shared handle to the clock (for background jobs).
     pub fn clock_handle(&self) -> Arc<dyn Clock> {
-        Arc::clone(&self.clock)
+        Arc::clone(&self.inner.clock)
     }
 
     /// Loads a session by hash: cache first, then the store.
@@ -116,14 +141,14 @@ impl SessionManager {
         &self,
         hash: &SessionIdHash,
     ) -> Result<Option<Arc<CachedSession>>, StoreError> {
-        if let Some(hit) = self.cache.get(hash).await {
+        if let Some(hit) = self.inner.cache.get(hash).await {
             return Ok(Some(hit));
         }
-        let Some(record) = self.store.session(hash).await? else {
+        let Some(record) = self.inner.store.session(hash).await? else {
             return Ok(None);
         };
         let cached = Arc::new(CachedSession::new(record));
-        self.cache.insert(*hash, Arc::clone(&cached)).await;
+        self.inner.cache.insert(*hash, Arc::clone(&cached)).await;
         Ok(Some(cached))
     }
 
@@ -132,7 +157,7 @@ impl SessionManager {
         match s.record.kind {
             // A pending session has only its short absolute deadline.
             SessionKind::Pending => s.record.expires_at,
-            SessionKind::Full => s.last_seen().saturating_add(self.config.idle_timeout),
+            SessionKind::Full => s.last_seen().saturating_add(self.inner.config.idle_timeout),
         }
     }
 
@@ -149,7 +174,7 @@ impl SessionManager {
         let now_secs = now.unix_seconds();
         s.last_seen.fetch_max(now_secs, Ordering::Relaxed);
         let interval =
-            i64::try_from(self.config.effective_touch_interval().as_secs()).unwrap_or(60);
+            i64::try_from(self.inner.config.effective_touch_interval().as_secs()).unwrap_or(60);
         let persisted = s.persisted_seen.load(Ordering::Relaxed);
         let due = now_secs.saturating_sub(persisted) >= interval
             && s.persisted_seen
@@ -158,7 +183,7 @@ impl SessionManager {
         if !due {
             return;
         }
-        if let Err(e) = self.store.touch_session(&s.record.id_hash, now).await {
+        if let Err(e) = self.inner.store.touch_session(&s.record.id_hash, now).await {
             // Losing one activity write only makes the idle timeout a little stricter.
             tracing::warn!(error = %e, "could not record session activity");
         }
@@ -174,12 +199,12 @@ impl SessionManager {
         aal: Aal,
         meta: &ClientMeta,
     ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
-        let now = self.clock.now();
+        let now = self.inner.clock.now();
         let lifetime = match kind {
-            SessionKind::Pending => self.config.pending_timeout,
-            SessionKind::Full => self.config.absolute_timeout,
+            SessionKind::Pending => self.inner.config.pending_timeout,
+            SessionKind::Full => self.inner.config.absolute_timeout,
         };
-        let handle: [u8; 16] = random_array(self.rng.as_ref())?;
+        let handle: [u8; 16] = random_array(self.inner.rng.as_ref())?;
         let record = SessionRecord {
             id_hash: SessionIdHash::from_bytes([0; 32]),
             handle: URL_SAFE_NO_PAD.encode(handle),
@@ -190,8 +215,8 @@ impl SessionManager {
             last_seen_at: now,
             authenticated_at: now,
             expires_at: now.saturating_add(lifetime),
-            ip: meta.ip.clone(),
-            user_agent: meta.user_agent.clone(),
+            ip: meta.ip_text(),
+            user_agent: meta.user_agent_text(),
         };
         self.insert_rotated(replace, record).await
     }
@@ -203,7 +228,7 @@ impl SessionManager {
         current: &CachedSession,
         aal: Aal,
     ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
-        let now = self.clock.now();
+        let now = self.inner.clock.now();
         let mut record = current.record.clone();
         record.authenticated_at = now;
         record.last_seen_at = now;
@@ -217,14 +242,15 @@ impl SessionManager {
         replace: Option<&SessionIdHash>,
         mut record: SessionRecord,
     ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
-        let token = SessionToken::generate(self.rng.as_ref())?;
+        let token = SessionToken::generate(self.inner.rng.as_ref())?;
         record.id_hash = token.hash();
-        self.store.rotate_session(replace, &record).await?;
+        self.inner.store.rotate_session(replace, &record).await?;
         if let Some(old) = replace {
-            self.cache.invalidate(old).await;
+            self.inner.cache.invalidate(old).await;
         }
         let cached = Arc::new(CachedSession::new(record));
-        self.cache
+        self.inner
+            .cache
             .insert(cached.record.id_hash, Arc::clone(&cached))
             .await;
         Ok((token, cached))
@@ -232,16 +258,21 @@ impl SessionManager {
 
     /// Ends one session (logout, or an expired one found on a request).
     pub async fn revoke(&self, hash: &SessionIdHash) -> Result<bool, StoreError> {
-        let existed = self.store.delete_session(hash).await?;
-        self.cache.invalidate(hash).await;
+        let existed = self.inner.store.delete_session(hash).await?;
+        self.inner.cache.invalidate(hash).await;
         Ok(existed)
     }
 
     /// Ends the user's session with public handle `handle`; whether it existed.
     pub async fn revoke_by_handle(&self, user: &UserId, handle: &str) -> Result<bool, StoreError> {
-        match self.store.delete_session_by_handle(user, handle).await? {
+        match self
+            .inner
+            .store
+            .delete_session_by_handle(user, handle)
+            .await?
+        {
             Some(hash) => {
-                self.cache.invalidate(&hash).await;
+                self.inner.cache.invalidate(&hash).await;
                 Ok(true)
             }
             None => Ok(false),
@@ -254,7 +285,11 @@ impl SessionManager {
         user: &UserId,
         keep: Option<&SessionIdHash>,
     ) -> Result<usize, StoreError> {
-        let ended = self.store.delete_user_sessions_except(user, keep).await?;
+        let ended = self
+            .inner
+            .store
+            .delete_user_sessions_except(user, keep)
+            .await?;
         self.evict(&ended).await;
         Ok(ended.len())
     }
@@ -262,12 +297,12 @@ impl SessionManager {
     /// Drops cache entries of sessions ended elsewhere (e.g. by a password change).
     pub(crate) async fn evict(&self, hashes: &[SessionIdHash]) {
         for h in hashes {
-            self.cache.invalidate(h).await;
+            self.inner.cache.invalidate(h).await;
         }
     }
 
     /// The user's sessions (from the store, so that other instances' sessions show).
     pub async fn list(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
-        self.store.sessions_for_user(user).await
+        self.inner.store.sessions_for_user(user).await
     }
 }
