@@ -79,8 +79,8 @@ async fn not_found(headers: axum::http::HeaderMap) -> Response {
     Problem::new(ErrorCode::NotFound, &RequestId::from_headers(&headers)).into_response()
 }
 
-/// A body shaped like `GET /api/v1/auth/session`, served with no session layer in front: the
-/// baseline `scripts/loadtest.sh` subtracts to measure the layer's cost.
+/// A body shaped like `GET /api/v1/auth/session`, served with no session layer in front (and,
+/// at `/api/v1/bench/layered`, behind it): the baselines `scripts/loadtest.sh` subtracts.
 async fn bench_bare() -> Response {
     const BODY: &str = r#"{"user":{"id":"00000000-0000-4000-8000-000000000000","email":"bench@example.com","email_verified":false,"mfa_enabled":false,"created_at":"2026-01-01T00:00:00Z"},"session":{"id":"AAAAAAAAAAAAAAAAAAAAAA","aal":"aal1","created_at":"2026-01-01T00:00:00Z","last_seen_at":"2026-01-01T00:00:00Z","authenticated_at":"2026-01-01T00:00:00Z","expires_at":"2026-01-01T12:00:00Z","idle_expires_at":"2026-01-01T00:30:00Z","current":true,"ip":"127.0.0.1","user_agent":"oha"}}"#;
     (
@@ -108,7 +108,16 @@ pub(crate) fn router(app: &App) -> Router {
 
     let mut router = protected;
     if settings.bench_routes {
-        router = router.merge(Router::new().route("/api/v1/bench/bare", get(bench_bare)));
+        // The same static body twice: once bare, once behind the auth layer, so that the load
+        // test can measure the layer alone (cookie parsing, CSRF, session lookup) as well as
+        // the full `GET /session` route.
+        router = router
+            .merge(Router::new().route("/api/v1/bench/bare", get(bench_bare)))
+            .merge(
+                Router::new()
+                    .route("/api/v1/bench/layered", get(bench_bare))
+                    .layer(app.auth().layer()),
+            );
     }
 
     let origins: Vec<_> = config

@@ -1,9 +1,8 @@
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret as _, SecretString};
 use subtle::ConstantTimeEq as _;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
 
 use super::PasswordError;
@@ -84,7 +83,7 @@ const OUTPUT_LEN: usize = 32;
 
 /// Hashes and verifies passwords off the async executor, a bounded number at a time.
 ///
-/// Cloning is cheap and shares the permits and memory pool.
+/// Cloning is cheap and shares the hashing threads.
 #[derive(Clone)]
 pub struct PasswordHasher {
     inner: Arc<Inner>,
@@ -92,11 +91,9 @@ pub struct PasswordHasher {
 
 struct Inner {
     params: HashParams,
-    permits: Arc<Semaphore>,
     max_concurrent: usize,
-    /// One argon2 work area per permit, reused so that the allocator does not keep a fresh
-    /// 19 MiB buffer per hash (the cause of gigabyte RSS in peers under a login storm).
-    pool: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// Queue of the hashing threads; dropping the last sender ends them.
+    jobs: crossbeam_channel::Sender<Job>,
     rng: Arc<dyn RandomSource>,
     /// A hash of a random password, verified against for unknown users.
     dummy: String,
@@ -131,9 +128,8 @@ impl PasswordHasher {
         let mut hasher = Self {
             inner: Arc::new(Inner {
                 params,
-                permits: Arc::new(Semaphore::new(max_concurrent)),
                 max_concurrent,
-                pool: Arc::new(Mutex::new(Vec::new())),
+                jobs: spawn_workers(max_concurrent)?,
                 rng,
                 dummy: String::new(),
             }),
@@ -152,7 +148,7 @@ impl PasswordHasher {
         self.inner.params
     }
 
-    /// The bound on concurrent hashes.
+    /// The number of hashing threads (the bound on concurrent hashes).
     pub fn max_concurrent(&self) -> usize {
         self.inner.max_concurrent
     }
@@ -238,33 +234,69 @@ impl PasswordHasher {
         })
     }
 
-    /// Runs `work` on the blocking pool with a permit and a pooled argon2 work area. The
-    /// permit moves into the task, so a cancelled request cannot let more hashes run at once
-    /// than the bound allows.
+    /// Runs `work` on one of the hashing threads and waits for it without blocking the
+    /// executor.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> Result<T, PasswordError> + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let permit: OwnedSemaphorePermit = Arc::clone(&self.inner.permits)
-            .acquire_owned()
-            .await
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |blocks| {
+            // The request went away while its job was queued: nobody waits for the answer.
+            if done.is_closed() {
+                return;
+            }
+            let _ = done.send(work(blocks));
+        });
+        self.inner
+            .jobs
+            .send(job)
             .map_err(|_| PasswordError::TaskFailed)?;
-        let pool = Arc::clone(&self.inner.pool);
-        tokio::task::spawn_blocking(move || {
-            let mut blocks = pool
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop()
-                .unwrap_or_default();
-            let result = work(&mut blocks);
-            pool.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(blocks);
-            drop(permit);
-            result
-        })
-        .await
-        .map_err(|_| PasswordError::TaskFailed)?
+        result.await.map_err(|_| PasswordError::TaskFailed)?
+    }
+}
+
+/// A unit of hashing work, given the worker's argon2 work area.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// Starts `n` hashing threads. Why threads of our own rather than `spawn_blocking` behind a
+/// semaphore:
+/// - the bound on concurrent hashes is the number of threads, and a cancelled request can
+///   never let more hashes run at once (its queued job is skipped);
+/// - each thread owns one argon2 work area for its whole life, so memory stays at
+///   `n × m_cost` however many logins arrive (peers that allocate 19 MiB per hash have been
+///   measured at ~1 GiB RSS under a login storm);
+/// - the threads run at the lowest scheduling priority, so that on a busy core request
+///   handling preempts hashing: a login storm slows logins, not every other request.
+fn spawn_workers(n: usize) -> Result<crossbeam_channel::Sender<Job>, PasswordError> {
+    let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+    for i in 0..n {
+        let queue = queue.clone();
+        std::thread::Builder::new()
+            .name(format!("authkit-argon2-{i}"))
+            .spawn(move || {
+                lower_priority();
+                let mut blocks = Vec::new();
+                while let Ok(job) = queue.recv() {
+                    // argon2 does not panic on validated input; if anything ever does, keep
+                    // the worker (the waiting request gets `TaskFailed`).
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        job(&mut blocks);
+                    }));
+                    if outcome.is_err() {
+                        blocks = Vec::new();
+                    }
+                }
+            })
+            .map_err(|_| PasswordError::TaskFailed)?;
+    }
+    Ok(jobs)
+}
+
+fn lower_priority() {
+    use thread_priority::{ThreadPriority, set_current_thread_priority};
+    if let Err(e) = set_current_thread_priority(ThreadPriority::Min) {
+        tracing::debug!(error = ?e, "could not lower the priority of a hashing thread");
     }
 }
 

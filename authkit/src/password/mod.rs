@@ -1,8 +1,9 @@
 //! Password hashing (argon2id) and the password policy.
 //!
-//! Hashing runs on Tokio's blocking pool behind a semaphore sized to the machine's cores, and
-//! each permit owns a reusable argon2 memory block: concurrency, CPU and memory all stay
-//! bounded however many logins arrive (peak ≈ permits × `m_cost`). Unknown users are verified
+//! Hashing runs off the async executor on a fixed set of low-priority threads (one per core by
+//! default), and each thread owns a reusable argon2 work area: concurrency, CPU and memory all
+//! stay bounded however many logins arrive (peak ≈ threads × `m_cost`), and request handling
+//! preempts hashing on a busy core. Unknown users are verified
 //! against a dummy hash with the same parameters, so they cost the same work as a wrong
 //! password (SECURITY.md #20).
 
