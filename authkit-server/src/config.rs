@@ -567,6 +567,12 @@ impl Config {
                 "must not be shorter than the idle timeout",
             ));
         }
+        if s.cache_ttl > Duration::from_secs(60) {
+            errors.push(invalid(
+                "session.cache_ttl",
+                "at most 60s: it bounds how long another instance's revocation takes to apply here",
+            ));
+        }
         if s.reauth_window < Duration::from_secs(1) {
             errors.push(invalid("session.reauth_window", "must be at least 1s"));
         }

@@ -18,6 +18,7 @@ crate::for_each_store!(
     store_keeps_only_token_hashes,
     csrf_token_for_headerless_clients,
     rehash_never_overwrites_a_changed_password,
+    rotation_never_resurrects_or_outlives_a_password_change,
 );
 
 // SECURITY.md #1, #3, #4, #7, #10
@@ -548,5 +549,90 @@ async fn rehash_never_overwrites_a_changed_password(app: TestApp) {
             .await
             .unwrap()
     );
+    app.finish().await;
+}
+
+// SECURITY.md #9, #11, #19: a re-authentication whose session was revoked meanwhile must not
+// bring it back, and a sign-in verified against a password changed meanwhile must not create
+// a session. Both checks run in the rotation's own transaction; here the races are staged by
+// calling the store with the state a slow request would hold.
+async fn rotation_never_resurrects_or_outlives_a_password_change(app: TestApp) {
+    use authkit::session::SessionToken;
+    use authkit::store::{Rotation, RotationGuard};
+    let addr = email("rotrace");
+    let cookie = app.register(&addr).await;
+    let store = app.app.store();
+    let old = SessionToken::parse(&cookie).unwrap().hash();
+    let record = store.session(&old).await.unwrap().unwrap();
+    let user = store.user_by_id(&record.user_id).await.unwrap().unwrap();
+    let verified = user.password_hash.clone().unwrap();
+
+    let fresh = |r: &authkit::session::SessionRecord| {
+        let mut next = r.clone();
+        next.id_hash = SessionToken::generate(&authkit::rng::OsRandom)
+            .unwrap()
+            .hash();
+        next
+    };
+    // The session is revoked while a re-authentication is checking the password.
+    assert!(app.app.auth().sessions().revoke(&old).await.unwrap());
+    let next = fresh(&record);
+    let guard = RotationGuard {
+        replace: Some(&old),
+        require_replaced: true,
+        password_hash: Some(&verified),
+    };
+    assert_eq!(
+        store.rotate_session(&next, guard).await.unwrap(),
+        Rotation::Revoked
+    );
+    assert!(
+        store.session(&next.id_hash).await.unwrap().is_none(),
+        "nothing was written"
+    );
+    app.send(Req::get("/api/v1/auth/session").cookie(&cookie))
+        .await
+        .assert_problem(401, "unauthenticated");
+
+    // The password changes while a login is checking the old one.
+    let other = app.login_ok(&addr).await;
+    let r = app
+        .send(Req::post("/api/v1/auth/password/change").cookie(&other).json(json!({"current_password": PASSWORD, "new_password": "a completely new passphrase"})))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let late = fresh(&record);
+    let guard = RotationGuard {
+        replace: None,
+        require_replaced: false,
+        password_hash: Some(&verified),
+    };
+    assert_eq!(
+        store.rotate_session(&late, guard).await.unwrap(),
+        Rotation::CredentialsChanged
+    );
+    assert!(
+        store.session(&late.id_hash).await.unwrap().is_none(),
+        "nothing was written"
+    );
+
+    // With the current hash the same rotation goes through.
+    let now_hash = store
+        .user_by_id(&record.user_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash
+        .unwrap();
+    let ok = fresh(&record);
+    let guard = RotationGuard {
+        replace: None,
+        require_replaced: false,
+        password_hash: Some(&now_hash),
+    };
+    assert_eq!(
+        store.rotate_session(&ok, guard).await.unwrap(),
+        Rotation::Done
+    );
+    assert!(store.session(&ok.id_hash).await.unwrap().is_some());
     app.finish().await;
 }

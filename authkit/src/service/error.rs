@@ -80,7 +80,8 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict => Self::new(ErrorCode::AccountExists),
+            // A unique key clash is `account_exists` only where an account is created
+            // (`register` maps it there); anywhere else it is a server-side surprise.
             StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => Self {
                 source: Some(Box::new(e)),
                 ..Self::new(ErrorCode::ServiceUnavailable)
@@ -94,6 +95,8 @@ impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
         match e {
             SessionError::Store(s) => s.into(),
+            SessionError::Revoked => Self::new(ErrorCode::Unauthenticated),
+            SessionError::CredentialsChanged => Self::new(ErrorCode::InvalidCredentials),
             other => Self::internal(other),
         }
     }

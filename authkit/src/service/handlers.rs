@@ -138,7 +138,7 @@ pub(crate) async fn register(
         .check(body.password.expose_secret(), Some(&email))?;
     let phc = state.hasher.hash(&body.password).await?;
     let id = UserId::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
-    let user = state
+    let created = state
         .store
         .create_user(NewUser {
             id,
@@ -146,8 +146,15 @@ pub(crate) async fn register(
             password_hash: Some(phc),
             now: state.clock.now(),
         })
-        .await?;
-    let s = session.login(&user.id, Aal::Aal1).await?;
+        .await;
+    let user = match created {
+        Ok(user) => user,
+        Err(crate::store::StoreError::Conflict) => {
+            return Err(ApiError::new(ErrorCode::AccountExists));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let s = session.login(&user.id, Aal::Aal1, None).await?;
     Ok((StatusCode::CREATED, Json(user_session(&user, &s))).into_response())
 }
 
@@ -175,14 +182,18 @@ pub(crate) async fn login(
         return Err(ApiError::new(ErrorCode::InvalidCredentials));
     };
     if user.mfa_enabled {
-        session.begin_pending(&user.id).await?;
+        session
+            .begin_pending(&user.id, user.password_hash.as_deref())
+            .await?;
         let body = MfaRequired {
             mfa_required: true,
             methods: vec!["totp".into(), "backup_code".into()],
         };
         return Ok(Json(body).into_response());
     }
-    let s = session.login(&user.id, Aal::Aal1).await?;
+    let s = session
+        .login(&user.id, Aal::Aal1, user.password_hash.as_deref())
+        .await?;
     Ok(Json(user_session(&user, &s)).into_response())
 }
 
@@ -290,8 +301,9 @@ fn require_recent_auth(state: &AuthState, s: &AuthenticatedSession) -> ApiResult
 pub(crate) async fn revoke_session(
     State(state): State<AuthState>,
     FullSession { session, current }: FullSession,
-    Path(handle): Path<String>,
+    handle: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> ApiResult {
+    let Path(handle) = handle.map_err(|_| ApiError::validation("malformed session id"))?;
     if handle == current.handle() {
         return logout(session).await;
     }
@@ -363,7 +375,9 @@ pub(crate) async fn reauthenticate(
     if !verify_password(&state, Some(&user), &password).await? {
         return Err(ApiError::new(ErrorCode::InvalidCredentials));
     }
-    let s = session.reauthenticated(&current, Aal::Aal1).await?;
+    let s = session
+        .reauthenticated(&current, Aal::Aal1, user.password_hash.as_deref())
+        .await?;
     Ok(Json(user_session(&user, &s)).into_response())
 }
 
@@ -398,7 +412,9 @@ pub(crate) async fn change_password(
     state.sessions.evict(&ended).await;
     state.users.invalidate(&user.id).await;
     // A privilege change: the surviving session gets a new id too (SECURITY.md #9).
-    session.reauthenticated(&current, current.aal()).await?;
+    session
+        .reauthenticated(&current, current.aal(), Some(&phc))
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

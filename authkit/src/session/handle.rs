@@ -21,6 +21,12 @@ pub enum SessionError {
     /// The random source failed.
     #[error(transparent)]
     Random(#[from] crate::rng::RandomError),
+    /// The session was revoked while the request was being handled.
+    #[error("the session was revoked meanwhile")]
+    Revoked,
+    /// The password changed after it was verified for this request.
+    #[error("the credentials changed meanwhile")]
+    CredentialsChanged,
 }
 
 /// Why a request is refused by a route that needs a signed-in user.
@@ -258,10 +264,15 @@ impl Session {
     }
 
     /// Signs `user` in with a new token, replacing whatever session the request carried.
+    ///
+    /// `verified_hash` is the password hash the request just verified, if any: the session is
+    /// created only if it is still the user's hash ([`SessionError::CredentialsChanged`]
+    /// otherwise), so that a sign-in racing a password change cannot outlive it.
     pub async fn login(
         &self,
         user: &UserId,
         aal: Aal,
+        verified_hash: Option<&str>,
     ) -> Result<AuthenticatedSession, SessionError> {
         let (token, cached) = self
             .inner
@@ -272,6 +283,7 @@ impl Session {
                 SessionKind::Full,
                 aal,
                 &self.inner.meta,
+                verified_hash,
             )
             .await?;
         self.issue(&token, Current::Active(Arc::clone(&cached)));
@@ -283,7 +295,13 @@ impl Session {
     }
 
     /// Starts a pending session for `user` (password verified, second factor to come).
-    pub async fn begin_pending(&self, user: &UserId) -> Result<PendingSession, SessionError> {
+    ///
+    /// `verified_hash` works as in [`Session::login`].
+    pub async fn begin_pending(
+        &self,
+        user: &UserId,
+        verified_hash: Option<&str>,
+    ) -> Result<PendingSession, SessionError> {
         let (token, cached) = self
             .inner
             .manager
@@ -293,6 +311,7 @@ impl Session {
                 SessionKind::Pending,
                 Aal::Aal1,
                 &self.inner.meta,
+                verified_hash,
             )
             .await?;
         self.issue(&token, Current::Active(Arc::clone(&cached)));
@@ -300,12 +319,21 @@ impl Session {
     }
 
     /// Marks a fresh proof of a factor: new token, `authenticated_at = now`.
+    ///
+    /// Fails with [`SessionError::Revoked`] if the session was revoked meanwhile (it is never
+    /// resurrected), and with [`SessionError::CredentialsChanged`] if `verified_hash` is given
+    /// and is no longer the user's password hash.
     pub async fn reauthenticated(
         &self,
         session: &AuthenticatedSession,
         aal: Aal,
+        verified_hash: Option<&str>,
     ) -> Result<AuthenticatedSession, SessionError> {
-        let (token, cached) = self.inner.manager.rotate(&session.inner, aal).await?;
+        let (token, cached) = self
+            .inner
+            .manager
+            .rotate(&session.inner, aal, verified_hash)
+            .await?;
         self.issue(&token, Current::Active(Arc::clone(&cached)));
         let idle_expires_at = self.inner.manager.idle_deadline(&cached);
         Ok(AuthenticatedSession {

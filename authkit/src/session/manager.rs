@@ -10,7 +10,7 @@ use super::record::{Aal, SessionKind, SessionRecord};
 use super::token::{SessionIdHash, SessionToken};
 use crate::clock::{Clock, Timestamp};
 use crate::rng::{RandomSource, random_array};
-use crate::store::{Store, StoreError};
+use crate::store::{Rotation, RotationGuard, Store, StoreError};
 use crate::user::UserId;
 
 /// Where a request came from, recorded on the sessions it creates. Kept raw (an address and
@@ -76,6 +76,8 @@ pub struct SessionManager {
 struct ManagerInner {
     store: Arc<dyn Store>,
     cache: Cache<SessionIdHash, Arc<CachedSession>>,
+    /// Sessions revoked through this instance, kept twice as long as a cache entry lives.
+    revoked: Cache<SessionIdHash, ()>,
     config: SessionConfig,
     clock: Arc<dyn Clock>,
     rng: Arc<dyn RandomSource>,
@@ -110,10 +112,20 @@ impl SessionManager {
             .max_capacity(config.cache_capacity)
             .time_to_live(config.cache_ttl)
             .build();
+        let revoked = Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .time_to_live(
+                config
+                    .cache_ttl
+                    .saturating_mul(2)
+                    .max(std::time::Duration::from_secs(1)),
+            )
+            .build();
         Self {
             inner: Arc::new(ManagerInner {
                 store,
                 cache,
+                revoked,
                 config,
                 clock,
                 rng,
@@ -149,6 +161,11 @@ impl SessionManager {
         };
         let cached = Arc::new(CachedSession::new(record));
         self.inner.cache.insert(*hash, Arc::clone(&cached)).await;
+        if self.inner.revoked.contains_key(hash) {
+            // Revoked while this request was reading it: undo the insert.
+            self.inner.cache.invalidate(hash).await;
+            return Ok(None);
+        }
         Ok(Some(cached))
     }
 
@@ -198,6 +215,7 @@ impl SessionManager {
         kind: SessionKind,
         aal: Aal,
         meta: &ClientMeta,
+        verified_hash: Option<&str>,
     ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
         let now = self.inner.clock.now();
         let lifetime = match kind {
@@ -218,7 +236,12 @@ impl SessionManager {
             ip: meta.ip_text(),
             user_agent: meta.user_agent_text(),
         };
-        self.insert_rotated(replace, record).await
+        let guard = RotationGuard {
+            replace,
+            require_replaced: false,
+            password_hash: verified_hash,
+        };
+        self.insert_rotated(guard, record).await
     }
 
     /// Gives the session a new token with `authenticated_at = now`, keeping its handle,
@@ -227,26 +250,35 @@ impl SessionManager {
         &self,
         current: &CachedSession,
         aal: Aal,
+        verified_hash: Option<&str>,
     ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
         let now = self.inner.clock.now();
         let mut record = current.record.clone();
         record.authenticated_at = now;
         record.last_seen_at = now;
         record.aal = record.aal.max(aal);
-        self.insert_rotated(Some(&current.record.id_hash), record)
-            .await
+        let guard = RotationGuard {
+            replace: Some(&current.record.id_hash),
+            require_replaced: true,
+            password_hash: verified_hash,
+        };
+        self.insert_rotated(guard, record).await
     }
 
     async fn insert_rotated(
         &self,
-        replace: Option<&SessionIdHash>,
+        guard: RotationGuard<'_>,
         mut record: SessionRecord,
     ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
         let token = SessionToken::generate(self.inner.rng.as_ref())?;
         record.id_hash = token.hash();
-        self.inner.store.rotate_session(replace, &record).await?;
-        if let Some(old) = replace {
-            self.inner.cache.invalidate(old).await;
+        match self.inner.store.rotate_session(&record, guard).await? {
+            Rotation::Done => {}
+            Rotation::Revoked => return Err(super::SessionError::Revoked),
+            Rotation::CredentialsChanged => return Err(super::SessionError::CredentialsChanged),
+        }
+        if let Some(old) = guard.replace {
+            self.forget(old).await;
         }
         let cached = Arc::new(CachedSession::new(record));
         self.inner
@@ -256,10 +288,18 @@ impl SessionManager {
         Ok((token, cached))
     }
 
+    /// Drops a session from the cache and remembers, for longer than a cache entry lives,
+    /// that it is gone: a request that read the row just before the deletion must not put it
+    /// back into the cache.
+    async fn forget(&self, hash: &SessionIdHash) {
+        self.inner.revoked.insert(*hash, ()).await;
+        self.inner.cache.invalidate(hash).await;
+    }
+
     /// Ends one session (logout, or an expired one found on a request).
     pub async fn revoke(&self, hash: &SessionIdHash) -> Result<bool, StoreError> {
         let existed = self.inner.store.delete_session(hash).await?;
-        self.inner.cache.invalidate(hash).await;
+        self.forget(hash).await;
         Ok(existed)
     }
 
@@ -272,7 +312,7 @@ impl SessionManager {
             .await?
         {
             Some(hash) => {
-                self.inner.cache.invalidate(&hash).await;
+                self.forget(&hash).await;
                 Ok(true)
             }
             None => Ok(false),
@@ -297,7 +337,7 @@ impl SessionManager {
     /// Drops cache entries of sessions ended elsewhere (e.g. by a password change).
     pub(crate) async fn evict(&self, hashes: &[SessionIdHash]) {
         for h in hashes {
-            self.inner.cache.invalidate(h).await;
+            self.forget(h).await;
         }
     }
 

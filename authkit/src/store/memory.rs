@@ -3,7 +3,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
-use super::{NewUser, SessionStore, Store, StoreError, UserStore};
+use super::{NewUser, Rotation, RotationGuard, SessionStore, Store, StoreError, UserStore};
 use crate::clock::Timestamp;
 use crate::session::{SessionIdHash, SessionRecord};
 use crate::user::{Email, UserId, UserRecord};
@@ -133,17 +133,34 @@ impl SessionStore for MemoryStore {
 
     async fn rotate_session(
         &self,
-        old: Option<&SessionIdHash>,
         new: &SessionRecord,
-    ) -> Result<(), StoreError> {
+        guard: RotationGuard<'_>,
+    ) -> Result<Rotation, StoreError> {
         let mut inner = self.lock();
         if inner.sessions.contains_key(&new.id_hash) {
             return Err(StoreError::Conflict);
         }
-        if let Some(old) = old {
+        if guard.require_replaced
+            && !guard
+                .replace
+                .is_some_and(|old| inner.sessions.contains_key(old))
+        {
+            return Ok(Rotation::Revoked);
+        }
+        if let Some(expected) = guard.password_hash {
+            let current = inner
+                .users
+                .get(&new.user_id)
+                .and_then(|u| u.password_hash.as_deref());
+            if current != Some(expected) {
+                return Ok(Rotation::CredentialsChanged);
+            }
+        }
+        if let Some(old) = guard.replace {
             inner.remove_session(old);
         }
-        inner.insert_session(new)
+        inner.insert_session(new)?;
+        Ok(Rotation::Done)
     }
 
     async fn session(&self, id: &SessionIdHash) -> Result<Option<SessionRecord>, StoreError> {

@@ -59,6 +59,32 @@ pub struct NewUser {
     pub now: Timestamp,
 }
 
+/// What a session rotation must hold to, checked in the same transaction as the write.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RotationGuard<'a> {
+    /// The session being replaced, deleted in the same transaction.
+    pub replace: Option<&'a SessionIdHash>,
+    /// Fail with [`Rotation::Revoked`] if `replace` no longer exists: a re-authentication
+    /// must not resurrect a session revoked while its password was being checked.
+    pub require_replaced: bool,
+    /// Fail with [`Rotation::CredentialsChanged`] unless the user's password hash is still
+    /// this one: a sign-in checked against a password changed in the meantime must not
+    /// produce a session.
+    pub password_hash: Option<&'a str>,
+}
+
+/// Outcome of [`SessionStore::rotate_session`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Rotation {
+    /// The new session is stored (and the old one deleted).
+    Done,
+    /// The session to replace was already gone; nothing was written.
+    Revoked,
+    /// The password changed since it was verified; nothing was written.
+    CredentialsChanged,
+}
+
 /// Users.
 #[async_trait]
 pub trait UserStore: Send + Sync + std::fmt::Debug {
@@ -85,13 +111,13 @@ pub trait UserStore: Send + Sync + std::fmt::Debug {
 pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// Stores a new session.
     async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
-    /// Deletes `old` (if given) and stores `new`, atomically: the id rotation of a login or
-    /// re-authentication.
+    /// Stores `new` in one transaction with the checks of `guard`: the id rotation of a
+    /// sign-in or re-authentication. See [`RotationGuard`] for what is checked and why.
     async fn rotate_session(
         &self,
-        old: Option<&SessionIdHash>,
         new: &SessionRecord,
-    ) -> Result<(), StoreError>;
+        guard: RotationGuard<'_>,
+    ) -> Result<Rotation, StoreError>;
     /// The session stored under this hash.
     async fn session(&self, id: &SessionIdHash) -> Result<Option<SessionRecord>, StoreError>;
     /// Records activity (the only column an ordinary request writes).

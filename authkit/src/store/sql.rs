@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, ConnectOptions as _, Row as _};
 
-use super::{NewUser, SessionStore, Store, StoreError, UserStore};
+use super::{NewUser, Rotation, RotationGuard, SessionStore, Store, StoreError, UserStore};
 use crate::clock::Timestamp;
 use crate::session::{Aal, SessionIdHash, SessionKind, SessionRecord};
 use crate::user::{Email, UserId, UserRecord};
@@ -306,19 +306,48 @@ impl SessionStore for SqlStore {
 
     async fn rotate_session(
         &self,
-        old: Option<&SessionIdHash>,
         new: &SessionRecord,
-    ) -> Result<(), StoreError> {
+        guard: RotationGuard<'_>,
+    ) -> Result<Rotation, StoreError> {
         let mut tx = self.pool.begin().await?;
-        if let Some(old) = old {
-            sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+        // Write first: on SQLite the first write takes the database's write lock, so nothing
+        // can commit between the checks below and this transaction's commit.
+        if let Some(old) = guard.replace {
+            let gone = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
                 .bind(old.as_bytes().to_vec())
                 .execute(&mut *tx)
                 .await?;
+            if guard.require_replaced && gone.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(Rotation::Revoked);
+            }
+        } else if guard.require_replaced {
+            tx.rollback().await?;
+            return Ok(Rotation::Revoked);
         }
         insert_session_query(new).execute(&mut *tx).await?;
+        if let Some(expected) = guard.password_hash {
+            // On PostgreSQL, FOR UPDATE waits for a concurrent password change to commit and
+            // then sees its new hash; a later change waits for this commit and then deletes
+            // the session inserted here with the user's other sessions.
+            let check = match self.kind {
+                DatabaseKind::Postgres => {
+                    "SELECT id FROM users WHERE id = $1 AND password_hash = $2 FOR UPDATE"
+                }
+                DatabaseKind::Sqlite => "SELECT id FROM users WHERE id = $1 AND password_hash = $2",
+            };
+            let still = sqlx::query(check)
+                .bind(new.user_id.as_str())
+                .bind(expected)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if still.is_none() {
+                tx.rollback().await?;
+                return Ok(Rotation::CredentialsChanged);
+            }
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(Rotation::Done)
     }
 
     async fn session(&self, id: &SessionIdHash) -> Result<Option<SessionRecord>, StoreError> {
