@@ -615,6 +615,17 @@ async fn rotation_never_resurrects_or_outlives_a_password_change(app: TestApp) {
         "nothing was written"
     );
 
+    // A second password change verified against the old password is refused as a whole.
+    let now = authkit::clock::Timestamp::from_unix_seconds(crate::support::START);
+    let stale = store
+        .change_password(&record.user_id, &verified, "$argon2id$stale", now, None)
+        .await
+        .unwrap();
+    assert!(
+        stale.is_none(),
+        "a change checked against a replaced password must write nothing"
+    );
+
     // With the current hash the same rotation goes through.
     let now_hash = store
         .user_by_id(&record.user_id)

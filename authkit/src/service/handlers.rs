@@ -405,16 +405,14 @@ pub(crate) async fn change_password(
         .policy
         .check(body.new_password.expose_secret(), Some(&user.email))?;
     let phc = state.hasher.hash(&body.new_password).await?;
-    let ended = state
-        .store
-        .change_password(&user.id, &phc, state.clock.now(), Some(current.id_hash()))
-        .await?;
-    state.sessions.evict(&ended).await;
+    let verified = user
+        .password_hash
+        .as_deref()
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials))?;
+    // One transaction: new hash (only if the verified one is still current), every other
+    // session ended, and this one under a new id (a privilege change, SECURITY.md #9).
+    session.password_changed(&current, verified, &phc).await?;
     state.users.invalidate(&user.id).await;
-    // A privilege change: the surviving session gets a new id too (SECURITY.md #9).
-    session
-        .reauthenticated(&current, current.aal(), Some(&phc))
-        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

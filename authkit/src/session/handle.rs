@@ -342,6 +342,30 @@ impl Session {
         })
     }
 
+    /// Replaces the user's password hash `expected` (the one this request verified) with
+    /// `phc`, ends every other session and gives this one a new token, in one transaction
+    /// (SECURITY.md #9, #19). [`SessionError::CredentialsChanged`] if the password changed
+    /// meanwhile.
+    pub async fn password_changed(
+        &self,
+        session: &AuthenticatedSession,
+        expected: &str,
+        phc: &str,
+    ) -> Result<AuthenticatedSession, SessionError> {
+        let (token, cached) = self
+            .inner
+            .manager
+            .change_password(&session.inner, expected, phc)
+            .await?
+            .ok_or(SessionError::CredentialsChanged)?;
+        self.issue(&token, Current::Active(Arc::clone(&cached)));
+        let idle_expires_at = self.inner.manager.idle_deadline(&cached);
+        Ok(AuthenticatedSession {
+            inner: cached,
+            idle_expires_at,
+        })
+    }
+
     /// Ends the session server-side and clears the cookie.
     pub async fn logout(&self) -> Result<(), SessionError> {
         if let Some(hash) = self.current_hash() {

@@ -288,6 +288,40 @@ impl SessionManager {
         Ok((token, cached))
     }
 
+    /// Changes the user's password (if the hash is still `expected`), ends every session of
+    /// the user and gives `current` a new token, all in one transaction. `None` when the
+    /// password changed meanwhile.
+    pub(crate) async fn change_password(
+        &self,
+        current: &CachedSession,
+        expected: &str,
+        phc: &str,
+    ) -> ManagerResult<Option<(SessionToken, Arc<CachedSession>)>> {
+        let now = self.inner.clock.now();
+        let token = SessionToken::generate(self.inner.rng.as_ref())?;
+        let mut record = current.record.clone();
+        record.id_hash = token.hash();
+        record.authenticated_at = now;
+        record.last_seen_at = now;
+        let Some(ended) = self
+            .inner
+            .store
+            .change_password(&record.user_id, expected, phc, now, Some(&record))
+            .await?
+        else {
+            return Ok(None);
+        };
+        for hash in &ended {
+            self.forget(hash).await;
+        }
+        let cached = Arc::new(CachedSession::new(record));
+        self.inner
+            .cache
+            .insert(cached.record.id_hash, Arc::clone(&cached))
+            .await;
+        Ok(Some((token, cached)))
+    }
+
     /// Drops a session from the cache and remembers, for longer than a cache entry lives,
     /// that it is gone: a request that read the row just before the deletion must not put it
     /// back into the cache.

@@ -225,16 +225,24 @@ impl SessionStore for MemoryStore {
     async fn change_password(
         &self,
         user: &UserId,
+        expected: &str,
         phc: &str,
         now: Timestamp,
-        keep: Option<&SessionIdHash>,
-    ) -> Result<Vec<SessionIdHash>, StoreError> {
+        session: Option<&SessionRecord>,
+    ) -> Result<Option<Vec<SessionIdHash>>, StoreError> {
         let mut inner = self.lock();
-        if let Some(u) = inner.users.get_mut(user) {
-            u.password_hash = Some(phc.to_owned());
-            u.updated_at = now;
+        match inner.users.get_mut(user) {
+            Some(u) if u.password_hash.as_deref() == Some(expected) => {
+                u.password_hash = Some(phc.to_owned());
+                u.updated_at = now;
+            }
+            _ => return Ok(None),
         }
-        Ok(inner.remove_user_sessions_except(user, keep))
+        let ended = inner.remove_user_sessions_except(user, None);
+        if let Some(session) = session {
+            inner.insert_session(session)?;
+        }
+        Ok(Some(ended))
     }
 
     async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {

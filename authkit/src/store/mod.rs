@@ -138,14 +138,18 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
         user: &UserId,
         keep: Option<&SessionIdHash>,
     ) -> Result<Vec<SessionIdHash>, StoreError>;
-    /// In one transaction: sets the password hash and deletes every session except `keep`.
+    /// In one transaction: replaces the password hash if it is still `expected` (the one the
+    /// request verified), deletes every session of the user, and stores `session` (the
+    /// caller's session under a new id) if given. `None` when the hash changed meanwhile
+    /// (nothing is written); else the hashes of the deleted sessions.
     async fn change_password(
         &self,
         user: &UserId,
+        expected: &str,
         phc: &str,
         now: Timestamp,
-        keep: Option<&SessionIdHash>,
-    ) -> Result<Vec<SessionIdHash>, StoreError>;
+        session: Option<&SessionRecord>,
+    ) -> Result<Option<Vec<SessionIdHash>>, StoreError>;
     /// Deletes sessions whose absolute expiry has passed; how many.
     async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError>;
 }

@@ -420,20 +420,32 @@ impl SessionStore for SqlStore {
     async fn change_password(
         &self,
         user: &UserId,
+        expected: &str,
         phc: &str,
         now: Timestamp,
-        keep: Option<&SessionIdHash>,
-    ) -> Result<Vec<SessionIdHash>, StoreError> {
+        session: Option<&SessionRecord>,
+    ) -> Result<Option<Vec<SessionIdHash>>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-            .bind(phc)
-            .bind(now.unix_seconds())
-            .bind(user.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let rows = delete_others(user, keep).fetch_all(&mut *tx).await?;
+        let changed = sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2 \
+             WHERE id = $3 AND password_hash = $4",
+        )
+        .bind(phc)
+        .bind(now.unix_seconds())
+        .bind(user.as_str())
+        .bind(expected)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let rows = delete_others(user, None).fetch_all(&mut *tx).await?;
+        if let Some(session) = session {
+            insert_session_query(session).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
-        hashes_from_rows(&rows)
+        hashes_from_rows(&rows).map(Some)
     }
 
     async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {
