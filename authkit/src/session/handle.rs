@@ -286,12 +286,7 @@ impl Session {
                 verified_hash,
             )
             .await?;
-        self.issue(&token, Current::Active(Arc::clone(&cached)));
-        let idle_expires_at = self.inner.manager.idle_deadline(&cached);
-        Ok(AuthenticatedSession {
-            inner: cached,
-            idle_expires_at,
-        })
+        Ok(self.activate(&token, cached))
     }
 
     /// Starts a pending session for `user` (password verified, second factor to come).
@@ -334,12 +329,7 @@ impl Session {
             .manager
             .rotate(&session.inner, aal, verified_hash)
             .await?;
-        self.issue(&token, Current::Active(Arc::clone(&cached)));
-        let idle_expires_at = self.inner.manager.idle_deadline(&cached);
-        Ok(AuthenticatedSession {
-            inner: cached,
-            idle_expires_at,
-        })
+        Ok(self.activate(&token, cached))
     }
 
     /// Replaces the user's password hash `expected` (the one this request verified) with
@@ -358,12 +348,7 @@ impl Session {
             .change_password(&session.inner, expected, phc)
             .await?
             .ok_or(SessionError::CredentialsChanged)?;
-        self.issue(&token, Current::Active(Arc::clone(&cached)));
-        let idle_expires_at = self.inner.manager.idle_deadline(&cached);
-        Ok(AuthenticatedSession {
-            inner: cached,
-            idle_expires_at,
-        })
+        Ok(self.activate(&token, cached))
     }
 
     /// Ends the session server-side and clears the cookie.
@@ -381,6 +366,16 @@ impl Session {
             .cookies
             .remove(removal_cookie(&self.inner.manager));
         self.set_current(Current::Anonymous);
+    }
+
+    /// Sends `token` as the cookie and makes `cached` this request's authenticated session.
+    fn activate(&self, token: &SessionToken, cached: Arc<CachedSession>) -> AuthenticatedSession {
+        self.issue(token, Current::Active(Arc::clone(&cached)));
+        let idle_expires_at = self.inner.manager.idle_deadline(&cached);
+        AuthenticatedSession {
+            inner: cached,
+            idle_expires_at,
+        }
     }
 
     fn issue(&self, token: &SessionToken, next: Current) {

@@ -244,6 +244,18 @@ impl SessionManager {
         self.insert_rotated(guard, record).await
     }
 
+    /// `current` as just re-proved: `authenticated_at = last_seen_at = now`, `aal` raised to
+    /// `aal`; handle, creation time and absolute expiry unchanged. The caller sets the new
+    /// id hash.
+    fn refreshed(&self, current: &CachedSession, aal: Aal) -> SessionRecord {
+        let now = self.inner.clock.now();
+        let mut record = current.record.clone();
+        record.authenticated_at = now;
+        record.last_seen_at = now;
+        record.aal = record.aal.max(aal);
+        record
+    }
+
     /// Gives the session a new token with `authenticated_at = now`, keeping its handle,
     /// creation time and absolute expiry (re-authentication never extends a session).
     pub(crate) async fn rotate(
@@ -252,11 +264,7 @@ impl SessionManager {
         aal: Aal,
         verified_hash: Option<&str>,
     ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
-        let now = self.inner.clock.now();
-        let mut record = current.record.clone();
-        record.authenticated_at = now;
-        record.last_seen_at = now;
-        record.aal = record.aal.max(aal);
+        let record = self.refreshed(current, aal);
         let guard = RotationGuard {
             replace: Some(&current.record.id_hash),
             require_replaced: true,
@@ -299,10 +307,8 @@ impl SessionManager {
     ) -> ManagerResult<Option<(SessionToken, Arc<CachedSession>)>> {
         let now = self.inner.clock.now();
         let token = SessionToken::generate(self.inner.rng.as_ref())?;
-        let mut record = current.record.clone();
+        let mut record = self.refreshed(current, current.record.aal);
         record.id_hash = token.hash();
-        record.authenticated_at = now;
-        record.last_seen_at = now;
         let Some(ended) = self
             .inner
             .store
