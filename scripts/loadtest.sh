@@ -48,6 +48,8 @@ trap cleanup EXIT
   cd "$work"
   AUTHKIT_LISTEN_ADDR="127.0.0.1:$port" AUTHKIT_PUBLIC_URL="$origin" AUTHKIT_BENCH_ROUTES=true \
   AUTHKIT_DATABASE_URL="sqlite://$work/load.db?mode=rwc" AUTHKIT_LOG=warn \
+  AUTHKIT_REGISTRATION_MODE=instant AUTHKIT_RATELIMIT__ENABLED=false \
+  AUTHKIT_MAIL__NOTIFY_NEW_SIGN_IN=false AUTHKIT_DEV_MAILBOX_DIR="$work/mail" \
     exec taskset -c "$SERVER_CPUS" "$OLDPWD/target/release/authkit-server"
 ) &
 server_pid=$!

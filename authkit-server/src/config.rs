@@ -30,12 +30,23 @@ pub enum Profile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum RegistrationMode {
-    /// 201 with a session; 409 `account_exists` when the address is taken. The default until
-    /// mail delivery exists.
-    #[default]
+    /// 201 with a session; 409 `account_exists` when the address is taken (reveals which
+    /// addresses have accounts).
     Instant,
-    /// 202 and a verification mail (needs mail delivery, which this version lacks).
+    /// 202 whether or not the address is taken; the mailed link creates the account. The
+    /// default in every profile (development mail lands in the dev mailbox).
+    #[default]
     VerifyFirst,
+}
+
+impl RegistrationMode {
+    /// The library's mode.
+    pub fn to_library(self) -> authkit::account::RegistrationMode {
+        match self {
+            Self::Instant => authkit::account::RegistrationMode::Instant,
+            Self::VerifyFirst => authkit::account::RegistrationMode::VerifyFirst,
+        }
+    }
 }
 
 /// Where secrets come from.
@@ -83,6 +94,12 @@ pub struct Config {
     pub mail: MailConfig,
     /// `AUTHKIT_PASSWORD__*`.
     pub password: PasswordSettings,
+    /// `AUTHKIT_JOBS__*`.
+    pub jobs: JobsConfig,
+    /// `AUTHKIT_AUDIT__*`.
+    pub audit: AuditConfig,
+    /// `AUTHKIT_RATELIMIT__*`.
+    pub ratelimit: RateLimitSettings,
     /// `AUTHKIT_LOG__*`.
     pub log: LogConfig,
 }
@@ -100,6 +117,9 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             mail: MailConfig::default(),
             password: PasswordSettings::default(),
+            jobs: JobsConfig::default(),
+            audit: AuditConfig::default(),
+            ratelimit: RateLimitSettings::default(),
             log: LogConfig::default(),
         }
     }
@@ -296,18 +316,116 @@ impl std::fmt::Debug for SmtpConfig {
     }
 }
 
-/// Development mailbox.
+/// Mail content and the development mailbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MailConfig {
-    /// `AUTHKIT_DEV_MAILBOX_DIR`.
+    /// `AUTHKIT_DEV_MAILBOX_DIR`: where mails go as `.eml` files when no SMTP URL is set
+    /// (development only).
     pub dev_mailbox_dir: PathBuf,
+    /// `AUTHKIT_MAIL__FROM`: the sender, e.g. `Acme <no-reply@acme.example>`.
+    pub from: String,
+    /// `AUTHKIT_MAIL__PRODUCT_NAME`: the name mails sign with.
+    pub product_name: String,
+    /// `AUTHKIT_MAIL__NOTIFY_NEW_SIGN_IN`: mail a notice on a sign-in from a new browser.
+    pub notify_new_sign_in: bool,
+    /// `AUTHKIT_MAIL__NOTIFY_PASSWORD_CHANGED`: mail a notice when the password changes.
+    pub notify_password_changed: bool,
+    /// `AUTHKIT_MAIL__VERIFICATION_TTL`: lifetime of verification links.
+    #[serde(with = "humantime_serde")]
+    pub verification_ttl: Duration,
+    /// `AUTHKIT_MAIL__RESET_TTL`: lifetime of password-reset links.
+    #[serde(with = "humantime_serde")]
+    pub reset_ttl: Duration,
 }
 
 impl Default for MailConfig {
     fn default() -> Self {
         Self {
             dev_mailbox_dir: PathBuf::from(".authkit/mail"),
+            from: "authkit <no-reply@localhost>".into(),
+            product_name: "authkit".into(),
+            notify_new_sign_in: true,
+            notify_password_changed: true,
+            verification_ttl: Duration::from_secs(24 * 3600),
+            reset_ttl: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Background jobs (mail delivery, cleanup, audit retention).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// `AUTHKIT_JOBS__ENABLED`: run the workers in this instance. Off on API-only instances:
+    /// jobs are still queued and another instance delivers them.
+    pub enabled: bool,
+    /// `AUTHKIT_JOBS__MAIL_MAX_ATTEMPTS`: attempts before a mail goes to the dead letters.
+    pub mail_max_attempts: u32,
+    /// `AUTHKIT_JOBS__MAIL_RETRY_BASE`: the first retry delay, doubled per attempt.
+    #[serde(with = "humantime_serde")]
+    pub mail_retry_base: Duration,
+    /// `AUTHKIT_JOBS__MAIL_RETRY_MAX`: the longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub mail_retry_max: Duration,
+    /// `AUTHKIT_JOBS__CLEANUP_INTERVAL`: how often expired sessions and tokens are deleted.
+    #[serde(with = "humantime_serde")]
+    pub cleanup_interval: Duration,
+    /// `AUTHKIT_JOBS__POLL_INTERVAL`: how often an idle worker looks for due jobs.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            mail_max_attempts: 8,
+            mail_retry_base: Duration::from_secs(30),
+            mail_retry_max: Duration::from_secs(3600),
+            cleanup_interval: Duration::from_secs(600),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Rate limits. The per-account lockout is always on; only the request quotas can be turned
+/// off, for load tests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// `AUTHKIT_RATELIMIT__ENABLED`: the per-address and per-account request quotas (refused
+    /// off in production).
+    pub enabled: bool,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// Audit trail retention.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// `AUTHKIT_AUDIT__RETENTION`: events older than this are archived and deleted (`0s`
+    /// keeps them forever).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// `AUTHKIT_AUDIT__ARCHIVE_DIR`: where archived events go, one JSON Lines file per day.
+    pub archive_dir: PathBuf,
+    /// `AUTHKIT_AUDIT__RETENTION_INTERVAL`: how often the retention job runs.
+    #[serde(with = "humantime_serde")]
+    pub retention_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(365 * 24 * 3600),
+            archive_dir: PathBuf::from(".authkit/audit-archive"),
+            retention_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -588,10 +706,40 @@ impl Config {
             ));
         }
 
-        if self.registration.mode == RegistrationMode::VerifyFirst {
+        if production && !self.ratelimit.enabled {
             errors.push(invalid(
-                "registration.mode",
-                "`verify-first` needs mail delivery, which this version does not have yet; use `instant`",
+                "ratelimit.enabled",
+                "request quotas cannot be turned off in production",
+            ));
+        }
+        if self.jobs.mail_max_attempts == 0 {
+            errors.push(invalid("jobs.mail_max_attempts", "must be at least 1"));
+        }
+        if self.jobs.mail_retry_max < self.jobs.mail_retry_base {
+            errors.push(invalid(
+                "jobs.mail_retry_max",
+                "must not be below jobs.mail_retry_base",
+            ));
+        }
+        if self.jobs.poll_interval < Duration::from_millis(10) {
+            errors.push(invalid("jobs.poll_interval", "must be at least 10ms"));
+        }
+        if self.jobs.cleanup_interval.as_secs() == 0 {
+            errors.push(invalid("jobs.cleanup_interval", "must be at least 1s"));
+        }
+        if self.audit.retention_interval.as_secs() == 0 {
+            errors.push(invalid("audit.retention_interval", "must be at least 1s"));
+        }
+        if self.mail.verification_ttl.as_secs() == 0 || self.mail.reset_ttl.as_secs() == 0 {
+            errors.push(invalid(
+                "mail.reset_ttl",
+                "link lifetimes must be at least 1s",
+            ));
+        }
+        if self.mail.reset_ttl > Duration::from_secs(24 * 3600) {
+            errors.push(invalid(
+                "mail.reset_ttl",
+                "a reset link must expire within a day (SECURITY.md #21)",
             ));
         }
         if production && self.smtp.url.is_none() {

@@ -1,9 +1,9 @@
-//! `authkit-server`: `serve` (default), `migrate`, `check-config`.
+//! `authkit-server`: `serve` (default), `migrate`, `check-config`, `import-users`.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use authkit_server::config::{LogFormat, SecretsProviderKind, redact_url};
 use authkit_server::{App, Config, Overrides, StartError, Validated};
@@ -29,6 +29,16 @@ enum Command {
     Migrate,
     /// Validate the configuration (and secrets) without starting.
     CheckConfig,
+    /// Create users from a JSON Lines file, keeping their password hashes (argon2id, bcrypt,
+    /// PBKDF2-SHA256, Django), upgraded to argon2id at each user's next login. Existing
+    /// addresses are skipped. Exits non-zero if any line failed. See docs/migrating-users.md.
+    ImportUsers {
+        /// The JSON Lines file: one user per line.
+        file: PathBuf,
+        /// Check every line and report, without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn load_config() -> Result<Validated, StartError> {
@@ -67,6 +77,13 @@ async fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::CheckConfig => check_config(loaded).await,
+        Command::ImportUsers { file, dry_run } => match loaded {
+            Ok(config) => match import_users(&config, &file, dry_run).await {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,6 +107,59 @@ async fn migrate(config: &Validated) -> Result<(), StartError> {
     store.close().await;
     tracing::info!(database = %redact_url(&config.config.database.url), "migrations applied");
     Ok(())
+}
+
+/// Runs the import. Configuration and database errors are returned; a missing file, a failed
+/// import or failed lines end in a non-zero exit code after their report. The report names
+/// lines and reasons only, never an address or a hash.
+#[allow(clippy::print_stdout)] // the command's output is its report
+async fn import_users(
+    config: &Validated,
+    file: &Path,
+    dry_run: bool,
+) -> Result<ExitCode, StartError> {
+    use authkit::clock::Clock as _;
+    let input = match std::fs::File::open(file) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => {
+            tracing::error!(file = %file.display(), error = %e, "cannot open the import file");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let store = authkit_server::open_store(config).await?;
+    let result = authkit_server::import::import_users(
+        &store,
+        input,
+        authkit::clock::SystemClock.now(),
+        &authkit::rng::OsRandom,
+        dry_run,
+    )
+    .await;
+    store.close().await;
+    match result {
+        Ok(report) => {
+            for failure in &report.failed {
+                println!("{failure}");
+            }
+            println!("{report}");
+            Ok(if report.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Err(e) => {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            tracing::error!("import stopped: {message}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 #[allow(clippy::print_stdout)] // the command's output is its report
@@ -124,8 +194,9 @@ async fn serve(config: Validated) -> Result<(), StartError> {
     if config.config.redis.url.is_some() {
         tracing::warn!("AUTHKIT_REDIS_URL is set but this version does not use Redis yet");
     }
+    // The job workers (mail, cleanup of expired sessions and tokens, audit retention) start
+    // with the app.
     let app = App::build(config, Overrides::default()).await?;
-    spawn_session_sweeper(&app);
     let listener = tokio::net::TcpListener::bind(settings.listen_addr)
         .await
         .map_err(|e| {
@@ -159,26 +230,10 @@ async fn serve(config: Validated) -> Result<(), StartError> {
             tracing::warn!(?drain_limit, "shutdown timeout reached; closing remaining connections");
         }
     }
+    // Jobs in progress finish; queued ones stay in the database for the next start.
+    app.shutdown_jobs().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Deletes sessions past their absolute expiry every ten minutes (expired sessions are already
-/// refused on use; this keeps the table small).
-fn spawn_session_sweeper(app: &App) {
-    let store = Arc::clone(app.store());
-    let clock = app.auth().sessions().clock_handle();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(600));
-        loop {
-            every.tick().await;
-            match store.delete_expired_sessions(clock.now()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "expired sessions removed"),
-                Err(e) => tracing::warn!(error = %e, "expired-session sweep failed"),
-            }
-        }
-    });
 }
 
 async fn shutdown_signal() {

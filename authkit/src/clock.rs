@@ -16,6 +16,14 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
+/// Serialised as RFC 3339 UTC text (`2026-11-27T12:00:00Z`), the form the API and the audit
+/// archive use.
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
 impl Timestamp {
     /// The Unix epoch.
     pub const EPOCH: Self = Self(0);

@@ -3,10 +3,20 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::account::{AccountConfig, MailOutbox, QueuedOutbox, RegistrationMode};
 use crate::clock::{Clock, SystemClock};
+use crate::crypto::Sealer;
 use crate::csrf::{CsrfConfig, CsrfTokens, Origin};
+use crate::jobs::{
+    JobContext, JobError, JobQueue, JobQueueOptions, JobSettings, JobWorkers, JobsHandle,
+};
 use crate::layer::AuthLayer;
+use crate::mail::Mailer;
+use crate::mail::{LinkBase, Templates};
 use crate::password::{HashParams, PasswordError, PasswordHasher, PasswordPolicy};
+use crate::ratelimit::{
+    DeviceCookieConfig, DeviceCookies, MemoryRateLimiter, RateLimitConfig, RateLimiter,
+};
 use crate::rng::{OsRandom, RandomSource};
 use crate::secrets::{SecretError, SecretKeys, SecretProvider};
 use crate::service::{AuthApi, AuthService, AuthState, AuthStateInner};
@@ -32,6 +42,9 @@ pub enum BuildError {
     /// The password hasher could not start.
     #[error("invalid password hashing settings")]
     Password(#[from] PasswordError),
+    /// The job queue could not be opened or its workers started.
+    #[error("could not start the job queue")]
+    Jobs(#[from] JobError),
     /// A setting is out of range.
     #[error("invalid setting `{setting}`: {reason}")]
     Setting {
@@ -55,6 +68,16 @@ pub struct AuthKitBuilder {
     max_concurrent_hashes: Option<usize>,
     policy: PasswordPolicy,
     max_body_bytes: usize,
+    accounts: AccountConfig,
+    registration: Option<RegistrationMode>,
+    outbox: Option<Arc<dyn MailOutbox>>,
+    link_base: Option<LinkBase>,
+    product_name: Option<String>,
+    limiter: Option<Arc<dyn RateLimiter>>,
+    limits: RateLimitConfig,
+    database_url: Option<String>,
+    mailer: Option<Arc<dyn Mailer>>,
+    job_settings: JobSettings,
 }
 
 impl std::fmt::Debug for AuthKitBuilder {
@@ -79,6 +102,16 @@ impl Default for AuthKitBuilder {
             max_concurrent_hashes: None,
             policy: PasswordPolicy::default(),
             max_body_bytes: 16 * 1024,
+            accounts: AccountConfig::default(),
+            registration: None,
+            outbox: None,
+            link_base: None,
+            product_name: None,
+            limiter: None,
+            limits: RateLimitConfig::default(),
+            database_url: None,
+            mailer: None,
+            job_settings: JobSettings::default(),
         }
     }
 }
@@ -96,6 +129,7 @@ impl AuthKitBuilder {
         options: SqlStoreOptions,
     ) -> Result<Self, BuildError> {
         self.store = Some(Arc::new(SqlStore::connect(url, options).await?));
+        self.database_url = Some(url.to_owned());
         Ok(self)
     }
 
@@ -165,8 +199,64 @@ impl AuthKitBuilder {
         self
     }
 
+    /// Mail delivery: where mails are queued (e.g. a [`JobQueue`](crate::jobs::JobQueue)) and
+    /// the public URL their links start with (from configuration, never from a request).
+    pub fn mail(mut self, outbox: Arc<dyn MailOutbox>, links: LinkBase) -> Self {
+        self.outbox = Some(outbox);
+        self.link_base = Some(links);
+        self
+    }
+
+    /// Mail delivery the simple way: authkit queues mails durably in the database given to
+    /// [`database`](Self::database) (in memory with [`store`](Self::store)) and runs the job
+    /// workers that deliver them with retries, plus the cleanup and retention jobs; stop them
+    /// with [`AuthKit::shutdown`]. `links` is the public URL mails link to.
+    pub fn mailer(mut self, mailer: Arc<dyn Mailer>, links: LinkBase) -> Self {
+        self.mailer = Some(mailer);
+        self.link_base = Some(links);
+        self
+    }
+
+    /// Retry policy and periodic jobs of the workers started by [`mailer`](Self::mailer).
+    pub fn job_settings(mut self, settings: JobSettings) -> Self {
+        self.job_settings = settings;
+        self
+    }
+
+    /// The product name used in mails (default `authkit`).
+    pub fn product_name(mut self, name: impl Into<String>) -> Self {
+        self.product_name = Some(name.into());
+        self
+    }
+
+    /// How `register` works. Default: `verify-first` when mail delivery is configured,
+    /// `instant` otherwise.
+    pub fn registration_mode(mut self, mode: RegistrationMode) -> Self {
+        self.registration = Some(mode);
+        self
+    }
+
+    /// Token lifetimes and security notices (the registration mode is set with
+    /// [`registration_mode`](Self::registration_mode)).
+    pub fn account_config(mut self, config: AccountConfig) -> Self {
+        self.accounts = config;
+        self
+    }
+
+    /// Where quotas and lockout counters live (default: in process).
+    pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Quotas per flow and the lockout policy.
+    pub fn rate_limits(mut self, limits: RateLimitConfig) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Assembles everything; computes one password hash (the dummy for unknown users).
-    pub async fn build(self) -> Result<AuthKit, BuildError> {
+    pub async fn build(mut self) -> Result<AuthKit, BuildError> {
         let store = self.store.ok_or(BuildError::NoStore)?;
         let keys = self.keys.ok_or(BuildError::NoKeys)?;
         let s = &self.session;
@@ -182,6 +272,62 @@ impl AuthKitBuilder {
                 reason: "need 1 <= min_chars <= max_chars",
             });
         }
+        let mut workers = None;
+        if let (Some(mailer), None) = (self.mailer.take(), &self.outbox) {
+            let queue = match &self.database_url {
+                Some(url) => JobQueue::connect(url, JobQueueOptions::default()).await?,
+                None => JobQueue::in_memory().await?,
+            };
+            let sealer = Sealer::new(&keys.encryption);
+            workers = Some(JobWorkers::start(
+                queue.clone(),
+                JobContext {
+                    mailer,
+                    sealer: sealer.clone(),
+                    store: Arc::clone(&store),
+                    clock: Arc::clone(&self.clock),
+                    rng: Arc::clone(&self.rng),
+                    settings: self.job_settings.clone(),
+                },
+            )?);
+            self.outbox = Some(Arc::new(QueuedOutbox::new(
+                queue,
+                sealer,
+                Arc::clone(&self.rng),
+            )));
+        }
+        let registration = match (self.registration, self.outbox.is_some()) {
+            (Some(RegistrationMode::VerifyFirst), false) => {
+                return Err(BuildError::Setting {
+                    setting: "registration mode",
+                    reason: "verify-first needs mail delivery: call .mail(outbox, links) or use instant",
+                });
+            }
+            (Some(mode), _) => mode,
+            (None, true) => RegistrationMode::VerifyFirst,
+            (None, false) => RegistrationMode::Instant,
+        };
+        if self.outbox.is_none() {
+            tracing::warn!(
+                "authkit: no mail delivery configured; verification and reset mails are dropped"
+            );
+        }
+        let mut accounts = self.accounts;
+        accounts.registration = registration;
+        let templates = self.link_base.map(|base| {
+            let t = Templates::new(base);
+            match &self.product_name {
+                Some(name) => t.with_product_name(name),
+                None => t,
+            }
+        });
+        let devices = DeviceCookies::new(
+            keys.session.clone(),
+            DeviceCookieConfig {
+                secure: self.session.cookie.secure,
+                ..DeviceCookieConfig::default()
+            },
+        );
         let hasher = PasswordHasher::new(
             self.hash_params,
             self.max_concurrent_hashes,
@@ -211,6 +357,14 @@ impl AuthKitBuilder {
                 .max_capacity(self.session.cache_capacity)
                 .time_to_live(self.session.cache_ttl)
                 .build(),
+            accounts,
+            outbox: self.outbox,
+            templates,
+            limiter: self
+                .limiter
+                .unwrap_or_else(|| Arc::new(MemoryRateLimiter::new())),
+            limits: Arc::new(self.limits),
+            devices,
         });
         Ok(AuthKit {
             inner: Arc::new(KitInner {
@@ -218,6 +372,7 @@ impl AuthKitBuilder {
                 service: AuthService::new(state.clone(), self.max_body_bytes),
                 state,
                 keys,
+                workers: std::sync::Mutex::new(workers),
             }),
         })
     }
@@ -234,6 +389,7 @@ struct KitInner {
     service: AuthService,
     state: AuthState,
     keys: SecretKeys,
+    workers: std::sync::Mutex<Option<JobsHandle>>,
 }
 
 impl std::fmt::Debug for AuthKit {
@@ -282,5 +438,19 @@ impl AuthKit {
     /// The loaded key rings.
     pub fn keys(&self) -> &SecretKeys {
         &self.inner.keys
+    }
+
+    /// Stops the job workers started by [`AuthKitBuilder::mailer`], letting jobs in progress
+    /// finish; queued jobs stay in the database for the next start.
+    pub async fn shutdown(&self) {
+        let handle = self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            handle.shutdown().await;
+        }
     }
 }

@@ -54,15 +54,21 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod account;
+pub mod audit;
 pub mod client;
 pub mod clock;
+pub mod crypto;
 pub mod csrf;
 pub mod error;
 #[cfg(feature = "axum")]
 mod extract;
+pub mod jobs;
 mod kit;
 mod layer;
+pub mod mail;
 pub mod password;
+pub mod ratelimit;
 mod require;
 pub mod rng;
 pub mod secret;

@@ -29,7 +29,20 @@ async fn register_session_logout(app: TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     let cookie = r.session_cookie().unwrap();
-    let set = r.set_cookies().join("\n");
+    let set = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("authkit_session="))
+        .unwrap();
+    // The device cookie (lockout exemption) is the one persistent cookie, and it is strict.
+    let device = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("authkit_device="))
+        .unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(device.contains(attr), "missing {attr}: {device}");
+    }
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(set.contains(attr), "missing {attr}: {set}");
     }
@@ -581,6 +594,7 @@ async fn rotation_never_resurrects_or_outlives_a_password_change(app: TestApp) {
         replace: Some(&old),
         require_replaced: true,
         password_hash: Some(&verified),
+        audit: None,
     };
     assert_eq!(
         store.rotate_session(&next, guard).await.unwrap(),
@@ -605,6 +619,7 @@ async fn rotation_never_resurrects_or_outlives_a_password_change(app: TestApp) {
         replace: None,
         require_replaced: false,
         password_hash: Some(&verified),
+        audit: None,
     };
     assert_eq!(
         store.rotate_session(&late, guard).await.unwrap(),
@@ -618,7 +633,14 @@ async fn rotation_never_resurrects_or_outlives_a_password_change(app: TestApp) {
     // A second password change verified against the old password is refused as a whole.
     let now = authkit::clock::Timestamp::from_unix_seconds(crate::support::START);
     let stale = store
-        .change_password(&record.user_id, &verified, "$argon2id$stale", now, None)
+        .change_password(
+            &record.user_id,
+            &verified,
+            "$argon2id$stale",
+            now,
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert!(
@@ -639,6 +661,7 @@ async fn rotation_never_resurrects_or_outlives_a_password_change(app: TestApp) {
         replace: None,
         require_replaced: false,
         password_hash: Some(&now_hash),
+        audit: None,
     };
     assert_eq!(
         store.rotate_session(&ok, guard).await.unwrap(),

@@ -12,6 +12,7 @@
     clippy::indexing_slicing
 )]
 
+mod accounts;
 mod flows;
 mod security;
 mod support;

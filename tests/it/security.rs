@@ -432,6 +432,7 @@ async fn login_upgrades_hashes_with_old_parameters() {
             id: UserId::generate(&authkit::rng::OsRandom).unwrap(),
             email: authkit::user::Email::parse(&addr).unwrap(),
             password_hash: Some(phc.clone()),
+            email_verified: false,
             now: Timestamp::from_unix_seconds(crate::support::START),
         })
         .await

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use authkit::clock::{ManualClock, Timestamp};
+use authkit::jobs::{JobQueue, JobQueueOptions};
 use authkit::rng::OsRandom;
 use authkit::secret::KeyRing;
 use authkit::secrets::SecretKeys;
@@ -96,19 +97,33 @@ impl TestApp {
     pub async fn with_env(backend: Backend, env: &[(&str, &str)]) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let mut pg_schema = None;
+        let jobs;
         let store: Arc<dyn Store> = match backend {
-            Backend::Memory => Arc::new(MemoryStore::new()),
+            Backend::Memory => {
+                jobs = JobQueue::in_memory().await.unwrap();
+                Arc::new(MemoryStore::new())
+            }
             Backend::Sqlite => {
                 let url = format!("sqlite://{}/authkit.db?mode=rwc", dir.path().display());
-                Arc::new(
-                    SqlStore::connect(&url, SqlStoreOptions::default())
-                        .await
-                        .unwrap(),
-                )
+                let store = SqlStore::connect(&url, SqlStoreOptions::default())
+                    .await
+                    .unwrap();
+                jobs = JobQueue::connect(&url, JobQueueOptions::default())
+                    .await
+                    .unwrap();
+                Arc::new(store)
             }
             Backend::Postgres => {
                 let base = postgres_url()?;
                 let (url, schema) = fresh_schema(&base).await;
+                // apalis keeps its tables in the shared `apalis` schema: a per-test queue
+                // prefix keeps tests from taking each other's jobs.
+                jobs = JobQueue::connect(
+                    &base,
+                    JobQueueOptions::default().with_queue_prefix(format!("{schema}.")),
+                )
+                .await
+                .unwrap();
                 pg_schema = Some((base, schema));
                 let options = SqlStoreOptions {
                     max_connections: 4,
@@ -123,7 +138,20 @@ impl TestApp {
                 "AUTHKIT_ALLOWED_ORIGINS".into(),
                 "http://localhost:5173".into(),
             ),
+            (
+                "AUTHKIT_DEV_MAILBOX_DIR".into(),
+                dir.path().join("mail").display().to_string(),
+            ),
+            (
+                "AUTHKIT_AUDIT__ARCHIVE_DIR".into(),
+                dir.path().join("archive").display().to_string(),
+            ),
+            ("AUTHKIT_JOBS__POLL_INTERVAL".into(), "20ms".into()),
         ];
+        // Most tests sign up in one step; the verify-first flow sets its mode explicitly.
+        if !env.iter().any(|(k, _)| *k == "AUTHKIT_REGISTRATION_MODE") {
+            vars.push(("AUTHKIT_REGISTRATION_MODE".into(), "instant".into()));
+        }
         vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let config = Config::load(vars).unwrap().validate().unwrap();
         let clock = ManualClock::new(Timestamp::from_unix_seconds(START));
@@ -134,6 +162,8 @@ impl TestApp {
                 rng: Arc::new(OsRandom),
                 store: Some(store),
                 keys: Some(test_keys()),
+                jobs: Some(jobs),
+                mailer: None,
             },
         )
         .await
@@ -147,8 +177,9 @@ impl TestApp {
         })
     }
 
-    /// Drops the test's PostgreSQL schema.
+    /// Stops the workers and drops the test's PostgreSQL schema.
     pub async fn finish(self) {
+        self.app.shutdown_jobs().await;
         if let Some((base, schema)) = self.pg_schema {
             sqlx::any::install_default_drivers();
             let pool = sqlx::AnyPool::connect(&base).await.unwrap();
@@ -159,6 +190,50 @@ impl TestApp {
                 .unwrap();
             pool.close().await;
         }
+    }
+
+    /// Where the development mailbox writes.
+    pub fn mailbox(&self) -> std::path::PathBuf {
+        self._dir.path().join("mail")
+    }
+
+    /// Every mail sent to `to` so far.
+    pub fn mails_to(&self, to: &str) -> Vec<Mail> {
+        read_mailbox(&self.mailbox())
+            .into_iter()
+            .filter(|m| m.to.contains(to))
+            .collect()
+    }
+
+    /// Waits (polling, up to 20 s) until `to` has received `count` mails of `kind`; returns
+    /// them. Delivery is asynchronous (queue and worker), so this waits for it instead of
+    /// assuming a delay.
+    pub async fn wait_for_mails(&self, to: &str, kind: &str, count: usize) -> Vec<Mail> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let found: Vec<Mail> = self
+                .mails_to(to)
+                .into_iter()
+                .filter(|m| m.kind() == kind)
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {kind} mail #{count} for {to}; mailbox: {:?}",
+                read_mailbox(&self.mailbox())
+                    .iter()
+                    .map(|m| (&m.file, &m.to))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The newest mail of `kind` to `to`, waiting for it.
+    pub async fn wait_for_mail(&self, to: &str, kind: &str) -> Mail {
+        self.wait_for_mails(to, kind, 1).await.pop().unwrap()
     }
 
     pub fn advance(&self, secs: u64) {
@@ -178,8 +253,12 @@ impl TestApp {
         if unsafe_method && !sets_browser && !req.bare {
             builder = builder.header(header::ORIGIN, ORIGIN);
         }
+        let mut cookies: Vec<String> = req.extra_cookies.clone();
         if let Some(cookie) = &req.cookie {
-            builder = builder.header(header::COOKIE, format!("authkit_session={cookie}"));
+            cookies.push(format!("authkit_session={cookie}"));
+        }
+        if !cookies.is_empty() {
+            builder = builder.header(header::COOKIE, cookies.join("; "));
         }
         for (k, v) in &req.headers {
             builder = builder.header(k.as_str(), v.as_str());
@@ -197,12 +276,15 @@ impl TestApp {
             }
             None => Body::empty(),
         };
-        let response = self
-            .router
-            .clone()
-            .oneshot(builder.body(body).unwrap())
-            .await
-            .unwrap();
+        let mut request = builder.body(body).unwrap();
+        if let Some(ip) = req.peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+                    ip, 40000,
+                )));
+        }
+        let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response
@@ -237,7 +319,12 @@ impl TestApp {
 
     /// Logs in successfully; returns the cookie.
     pub async fn login_ok(&self, email: &str) -> String {
-        let r = self.login(email, PASSWORD).await;
+        self.login_ok_with(email, PASSWORD).await
+    }
+
+    /// Logs in successfully with `password`; returns the cookie.
+    pub async fn login_ok_with(&self, email: &str, password: &str) -> String {
+        let r = self.login(email, password).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         r.session_cookie().unwrap()
     }
@@ -296,6 +383,10 @@ pub struct Req {
     pub cookie: Option<String>,
     pub headers: Vec<(String, String)>,
     pub bare: bool,
+    /// The TCP peer address the server sees (none: no `ConnectInfo`, no client address).
+    pub peer: Option<std::net::IpAddr>,
+    /// Other cookies, `name=value`.
+    pub extra_cookies: Vec<String>,
 }
 
 impl Req {
@@ -307,6 +398,8 @@ impl Req {
             cookie: None,
             headers: Vec::new(),
             bare: false,
+            peer: None,
+            extra_cookies: Vec::new(),
         }
     }
     pub fn get(path: &str) -> Self {
@@ -330,8 +423,18 @@ impl Req {
         self.cookie = Some(c.to_owned());
         self
     }
+    /// Adds a cookie (`name=value`) besides the session cookie.
+    pub fn with_cookie(mut self, pair: &str) -> Self {
+        self.extra_cookies.push(pair.to_owned());
+        self
+    }
     pub fn header(mut self, k: &str, v: &str) -> Self {
         self.headers.push((k.to_owned(), v.to_owned()));
+        self
+    }
+    /// Sent from `ip` (the TCP peer the server sees).
+    pub fn peer(mut self, ip: &str) -> Self {
+        self.peer = Some(ip.parse().unwrap());
         self
     }
     /// No browser headers at all (like curl or a server-side client).
@@ -365,6 +468,14 @@ impl Resp {
             .iter()
             .map(|v| v.to_str().unwrap().to_owned())
             .collect()
+    }
+    /// `name=value` of the device cookie the response sets, if any.
+    pub fn device_cookie(&self) -> Option<String> {
+        self.set_cookies().iter().find_map(|c| {
+            let first = c.split(';').next()?;
+            let (name, value) = first.split_once('=')?;
+            (name.ends_with("authkit_device") && !value.is_empty()).then(|| first.to_owned())
+        })
     }
     /// The new session cookie value, if the response sets a non-empty one.
     pub fn session_cookie(&self) -> Option<String> {
@@ -403,6 +514,113 @@ impl Resp {
             assert!(!text.contains(leak), "error body leaks `{leak}`: {text}");
         }
     }
+}
+
+/// A mail as the development mailbox wrote it.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    /// File name (`<secs>-<counter>-<kind>.eml`).
+    pub file: String,
+    /// The `To:` header.
+    pub to: String,
+    /// The `Subject:` header.
+    pub subject: String,
+    /// The decoded text body.
+    pub body: String,
+}
+
+impl Mail {
+    /// The token of the mail's link (`…#token=<43 chars>`).
+    pub fn token(&self) -> String {
+        let at = self
+            .body
+            .find("#token=")
+            .unwrap_or_else(|| panic!("no link with a token in: {}", self.body));
+        self.body[at + 7..].chars().take(43).collect()
+    }
+
+    pub fn kind(&self) -> &str {
+        self.file
+            .trim_end_matches(".eml")
+            .splitn(3, '-')
+            .nth(2)
+            .unwrap_or_default()
+    }
+}
+
+/// Reads one `.eml` file: headers (unfolded) and the body, undoing the transfer encoding.
+pub fn parse_eml(file: &str, raw: &str) -> Mail {
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .or_else(|| raw.split_once("\n\n"))
+        .expect("headers and body");
+    let head = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let cte = header("Content-Transfer-Encoding").to_ascii_lowercase();
+    let body = match cte.as_str() {
+        "base64" => {
+            use base64::Engine as _;
+            let compact: String = body.split_whitespace().collect();
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(compact)
+                    .unwrap(),
+            )
+            .unwrap()
+        }
+        "quoted-printable" => decode_qp(body),
+        _ => body.replace("\r\n", "\n"),
+    };
+    Mail {
+        file: file.to_owned(),
+        to: header("To"),
+        subject: header("Subject"),
+        body,
+    }
+}
+
+fn decode_qp(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap().replace("\r\n", "\n")
+}
+
+/// Every mail in `dir`, oldest first.
+pub fn read_mailbox(dir: &std::path::Path) -> Vec<Mail> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".eml"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|n| parse_eml(n, &std::fs::read_to_string(dir.join(n)).unwrap()))
+        .collect()
 }
 
 /// Generates one test per store from a list of `async fn name(app: TestApp)`.

@@ -6,6 +6,7 @@ use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use super::PasswordError;
+use super::legacy::LegacyHash;
 use super::phc::Argon2Phc;
 use crate::rng::{RandomSource, random_array};
 
@@ -69,7 +70,8 @@ impl Default for HashParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum Verification {
-    /// The password matches; `needs_rehash` when the stored hash used other parameters.
+    /// The password matches; `needs_rehash` when the stored hash used other parameters or
+    /// another algorithm (a legacy hash always does).
     Match {
         /// Rehash with the current parameters and store the new hash.
         needs_rehash: bool,
@@ -174,30 +176,46 @@ impl PasswordHasher {
         .await
     }
 
-    /// Verifies `password` against `stored` (a PHC string). With no stored hash, or one that
-    /// cannot be parsed, it verifies against the dummy hash and answers `Mismatch`, so that
-    /// missing accounts and accounts without a password cost the same as a wrong password.
+    /// Verifies `password` against `stored`: an argon2id PHC string, or a legacy hash
+    /// ([`HashKind`](super::HashKind): bcrypt, PBKDF2-SHA256, Django), which on success answers
+    /// `needs_rehash` so that the login replaces it with argon2id. With no stored hash, or one
+    /// that cannot be parsed (or asks for more work than the limits allow), it verifies against
+    /// the dummy hash and answers `Mismatch`, so that missing accounts and accounts without a
+    /// password cost the same as a wrong password.
     pub async fn verify(
         &self,
         password: &SecretString,
         stored: Option<&str>,
     ) -> Result<Verification, PasswordError> {
         let parsed = stored.and_then(|s| {
-            let parsed = Argon2Phc::parse(s);
-            if parsed.is_none() {
-                tracing::warn!(
-                    "stored password hash is not an argon2id PHC string; treated as no password"
-                );
+            if let Some(phc) = Argon2Phc::parse(s) {
+                return Some(Stored::Argon2(phc));
             }
-            parsed
+            if let Some(legacy) = LegacyHash::parse(s) {
+                return Some(Stored::Legacy(legacy));
+            }
+            tracing::warn!(
+                "stored password hash is not in a supported format or exceeds the cost limits; treated as no password"
+            );
+            None
         });
-        let (phc, real) = match parsed {
-            Some(phc) => (phc, true),
-            None => (
-                Argon2Phc::parse(&self.inner.dummy).ok_or(PasswordError::Argon2)?,
-                false,
-            ),
-        };
+        match parsed {
+            Some(Stored::Argon2(phc)) => self.verify_argon2(password, phc, true).await,
+            Some(Stored::Legacy(legacy)) => self.verify_legacy(password, legacy).await,
+            None => {
+                let dummy = Argon2Phc::parse(&self.inner.dummy).ok_or(PasswordError::Argon2)?;
+                self.verify_argon2(password, dummy, false).await
+            }
+        }
+    }
+
+    /// argon2id against `phc`; `real` is false for the dummy (which then never matches).
+    async fn verify_argon2(
+        &self,
+        password: &SecretString,
+        phc: Argon2Phc,
+        real: bool,
+    ) -> Result<Verification, PasswordError> {
         let current = self.inner.params;
         let needs_rehash = phc.m_cost != current.m_cost_kib
             || phc.t_cost != current.t_cost
@@ -234,6 +252,32 @@ impl PasswordHasher {
         })
     }
 
+    /// A legacy hash, then a full argon2id verification at the current parameters (against
+    /// the dummy): whatever the legacy scheme costs, this account never answers faster than an
+    /// unknown one (SECURITY.md #20, Django CVE-2016-2513). Both run on the hashing thread.
+    async fn verify_legacy(
+        &self,
+        password: &SecretString,
+        legacy: LegacyHash,
+    ) -> Result<Verification, PasswordError> {
+        let dummy = Argon2Phc::parse(&self.inner.dummy).ok_or(PasswordError::Argon2)?;
+        let current = self.inner.params.argon2(dummy.hash.len())?;
+        let pw = Zeroizing::new(password.expose_secret().as_bytes().to_vec());
+        let matches = self
+            .run(move |blocks| {
+                let matches = legacy.verify(&pw);
+                let mut sink = Zeroizing::new(vec![0u8; dummy.hash.len()]);
+                compute(&current, &pw, &dummy.salt, &mut sink, blocks)?;
+                Ok(matches)
+            })
+            .await?;
+        Ok(if matches {
+            Verification::Match { needs_rehash: true }
+        } else {
+            Verification::Mismatch
+        })
+    }
+
     /// Runs `work` on one of the hashing threads and waits for it without blocking the
     /// executor.
     async fn run<T: Send + 'static>(
@@ -254,6 +298,12 @@ impl PasswordHasher {
             .map_err(|_| PasswordError::TaskFailed)?;
         result.await.map_err(|_| PasswordError::TaskFailed)?
     }
+}
+
+/// A stored hash this hasher can verify.
+enum Stored {
+    Argon2(Argon2Phc),
+    Legacy(LegacyHash),
 }
 
 /// A unit of hashing work, given the worker's argon2 work area.
@@ -388,6 +438,45 @@ mod tests {
         // The dummy's own password is random and unknown, so even guessing the dummy fails.
         assert_eq!(
             h.verify(&pw, Some(&h.inner.dummy.clone())).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    // Legacy hashes always ask for an argon2id rehash;
+    // unusable ones behave like no password. Vectors: see `legacy.rs`.
+    #[tokio::test]
+    async fn legacy_hashes_match_and_ask_for_a_rehash() {
+        let h = hasher().await;
+        let bcrypt = "$2b$05$P9UdwfeZwAmSwLFXtORG7O/QGRHg0yAgzwSY/18kDBctcvXweqti6";
+        let django = "pbkdf2_sha256$1000$seasalt$JgZryXe2Ga8ysg6XbzkLpTdyPQrHqsinbL9BnnhgX4A=";
+        for (stored, password) in [
+            (bcrypt, "correct horse battery staple"),
+            (django, "lètmein"),
+        ] {
+            assert_eq!(
+                h.verify(&SecretString::from(password), Some(stored))
+                    .await
+                    .unwrap(),
+                Verification::Match { needs_rehash: true },
+                "{stored}"
+            );
+            assert_eq!(
+                h.verify(&SecretString::from(format!("{password}x")), Some(stored))
+                    .await
+                    .unwrap(),
+                Verification::Mismatch,
+                "{stored}"
+            );
+        }
+        // Over the cost limit: no usable hash, even with the right password.
+        let too_costly = bcrypt.replacen("$05$", "$17$", 1);
+        assert_eq!(
+            h.verify(
+                &SecretString::from("correct horse battery staple"),
+                Some(&too_costly)
+            )
+            .await
+            .unwrap(),
             Verification::Mismatch
         );
     }

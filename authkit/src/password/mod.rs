@@ -6,13 +6,19 @@
 //! preempts hashing on a busy core. Unknown users are verified
 //! against a dummy hash with the same parameters, so they cost the same work as a wrong
 //! password (SECURITY.md #20).
+//!
+//! Hashes imported from other systems (bcrypt, PBKDF2-SHA256, Django; see [`HashKind`] and
+//! `docs/migrating-users.md`) are verified too, on the same threads, and replaced with argon2id
+//! at the next successful login.
 
 mod common;
 mod hasher;
+mod legacy;
 mod phc;
 mod policy;
 
 pub use hasher::{HashParams, PasswordHasher, Verification, default_concurrency};
+pub use legacy::{BCRYPT_MAX_PASSWORD_BYTES, HashKind, MAX_BCRYPT_COST, MAX_PBKDF2_WORK};
 pub use policy::{PasswordPolicy, PolicyViolation};
 
 /// Why hashing or verification failed (never because the password was wrong).

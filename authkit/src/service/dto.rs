@@ -45,6 +45,104 @@ pub struct ChangePassword {
     pub new_password: SecretString,
 }
 
+/// `{email}` for `password/forgot`. A single string: an array or object is refused
+/// (GitLab CVE-2023-7028), as are extra fields.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com"}))]
+pub struct EmailOnly {
+    /// The account's e-mail address.
+    pub email: String,
+}
+
+/// `{email?}` for `email/resend`: the address is needed only without a session.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResendBody {
+    /// The address of a pending sign-up (ignored when signed in).
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `{token}` for `email/verify`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    /// The token from the mailed link (43 base64url characters).
+    pub token: String,
+}
+
+/// `{token, new_password}` for `password/reset`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPassword {
+    /// The token from the mailed link.
+    pub token: String,
+    /// The new password (password policy applies).
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretString,
+}
+
+/// `{status}`: `verification_sent` (verify-first `register`) or `accepted` (`password/forgot`,
+/// `email/resend`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "accepted"}))]
+pub struct StatusView {
+    /// What happened, without saying whether an account exists.
+    pub status: String,
+}
+
+/// Query of `GET /audit`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Events per page, 1–100 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// One security event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventView {
+    /// The event's id.
+    pub id: String,
+    /// e.g. `login.succeeded`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Client address.
+    pub ip: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+    /// Non-secret details.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+impl From<crate::audit::AuditEvent> for AuditEventView {
+    fn from(e: crate::audit::AuditEvent) -> Self {
+        Self {
+            id: e.id.to_string(),
+            event_type: e.event_type.as_str().to_owned(),
+            at: e.at.to_rfc3339(),
+            ip: e.ip,
+            user_agent: e.user_agent,
+            details: e.details,
+        }
+    }
+}
+
+/// `{events, next_cursor}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub events: Vec<AuditEventView>,
+    /// Pass as `cursor` for older events; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
 /// A user.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
@@ -171,4 +269,11 @@ macro_rules! redacted_debug {
         }
     )*};
 }
-redacted_debug!(Credentials, Reauthenticate, ChangePassword, CsrfTokenView);
+redacted_debug!(
+    Credentials,
+    Reauthenticate,
+    ChangePassword,
+    CsrfTokenView,
+    TokenBody,
+    ResetPassword
+);

@@ -43,6 +43,16 @@ impl ApiError {
         }
     }
 
+    /// Keeps `source` for the log (never shown to the client).
+    #[must_use]
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
     /// Adds a client-safe explanation.
     #[must_use]
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {

@@ -7,6 +7,10 @@ use http::{HeaderValue, StatusCode, header};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::AuthState;
+use super::account::{
+    Jar, after_instant_registration, after_sign_in, notify_password_changed, password_attempt,
+    register_verify_first, verify_first,
+};
 use super::dto::{
     ChangePassword, Credentials, CsrfTokenView, MfaRequired, Reauthenticate, SessionList,
     SessionView, UserSession, UserView,
@@ -24,8 +28,8 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 /// A fully authenticated session, checked before the body is read: an anonymous or pending
 /// request is refused with 401 whatever its body holds.
 pub(crate) struct FullSession {
-    session: Session,
-    current: AuthenticatedSession,
+    pub(crate) session: Session,
+    pub(crate) current: AuthenticatedSession,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FullSession {
@@ -44,7 +48,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FullSession {
     }
 }
 
-fn parse_email(raw: &str) -> ApiResult<Email> {
+pub(crate) fn parse_email(raw: &str) -> ApiResult<Email> {
     Email::parse(raw).map_err(|_| ApiError::validation("`email` is not a valid e-mail address"))
 }
 
@@ -70,72 +74,116 @@ async fn load_user(state: &AuthState, session: &Session, id: &UserId) -> ApiResu
     }
 }
 
-fn user_session(user: &UserRecord, session: &AuthenticatedSession) -> UserSession {
+pub(crate) fn user_session(user: &UserRecord, session: &AuthenticatedSession) -> UserSession {
     UserSession {
         user: UserView::from(user),
         session: SessionView::current(session),
     }
 }
 
-/// Verifies `password` for `user` (or the dummy hash when there is no such user). On a match
-/// with outdated parameters it rehashes in the background, so that the upgrade's cost does not
-/// show in this response (Django CVE-2016-2513); the hasher pads the verification of weaker
-/// hashes to the current cost. The upgrade is written only if the hash is unchanged, so it can
-/// never undo a password change that raced it.
-async fn verify_password(
+/// The result of [`verify_password`].
+pub(crate) struct Checked {
+    /// The password matched.
+    pub(crate) ok: bool,
+    /// The stored hash is outdated: upgrade it once the request's own writes are done.
+    pub(crate) rehash: Option<PendingRehash>,
+}
+
+/// A rehash to run in the background after the sign-in it came from: started earlier, its
+/// write could land between the password check and the session's creation, which insists
+/// that the verified hash is still current (and would refuse a correct first login).
+pub(crate) struct PendingRehash {
+    state: AuthState,
+    id: UserId,
+    password: SecretString,
+    old: String,
+}
+
+impl PendingRehash {
+    /// Hashes with the current parameters off the request path, and replaces the stored hash
+    /// only if it is still the verified one, so it can never undo a password change.
+    pub(crate) fn start(self) {
+        tokio::spawn(async move {
+            let Self {
+                state,
+                id,
+                password,
+                old,
+            } = self;
+            let result = match state.hasher.hash(&password).await {
+                Ok(phc) => state
+                    .store
+                    .upgrade_password_hash(&id, &old, &phc, state.clock.now())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(user_id = %id, %error, "password rehash failed; will retry at next login");
+            }
+        });
+    }
+}
+
+/// Verifies `password` for `user` (or the dummy hash when there is no such user). A match
+/// with outdated parameters or a legacy scheme returns a [`PendingRehash`] for the caller to
+/// start after its own writes, so that the upgrade's cost does not show in this response
+/// (Django CVE-2016-2513); the hasher pads the verification of weaker hashes to the current
+/// cost.
+pub(crate) async fn verify_password(
     state: &AuthState,
     user: Option<&UserRecord>,
     password: &SecretString,
-) -> ApiResult<bool> {
+) -> ApiResult<Checked> {
     let stored = user.and_then(|u| u.password_hash.as_deref());
     match state.hasher.verify(password, stored).await? {
-        Verification::Mismatch => Ok(false),
+        Verification::Mismatch => Ok(Checked {
+            ok: false,
+            rehash: None,
+        }),
         Verification::Match { needs_rehash } => {
-            if let (true, Some(user), Some(old)) = (needs_rehash, user, stored) {
-                let (hasher, store, clock) = (
-                    state.hasher.clone(),
-                    state.store.clone(),
-                    state.clock.clone(),
-                );
-                let (id, password, old) = (user.id.clone(), password.clone(), old.to_owned());
-                tokio::spawn(async move {
-                    let result = match hasher.hash(&password).await {
-                        Ok(phc) => store
-                            .upgrade_password_hash(&id, &old, &phc, clock.now())
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    if let Err(error) = result {
-                        tracing::warn!(user_id = %id, %error, "password rehash failed; will retry at next login");
-                    }
-                });
-            }
-            Ok(true)
+            let rehash = match (needs_rehash, user, stored) {
+                (true, Some(user), Some(old)) => Some(PendingRehash {
+                    state: state.clone(),
+                    id: user.id.clone(),
+                    password: password.clone(),
+                    old: old.to_owned(),
+                }),
+                _ => None,
+            };
+            Ok(Checked { ok: true, rehash })
         }
     }
 }
 
-/// Create an account (registration mode `instant`).
+/// Create an account. Mode `verify-first` (the default): 202 whether or not the address is
+/// taken, and the mailed link creates the account. Mode `instant`: 201 with a session, 409
+/// when taken.
 #[utoipa::path(
     post, path = "/register", tag = "auth", request_body = Credentials,
     responses(
-        (status = 201, description = "Account created and signed in; session cookie set", body = UserSession),
+        (status = 201, description = "Mode `instant`: account created and signed in; session cookie set", body = UserSession),
+        (status = 202, description = "Mode `verify-first`: `{\"status\":\"verification_sent\"}` whether or not the address is taken; no cookie", body = super::dto::StatusView),
         (status = 400, description = "`validation_failed` or `password_too_weak`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`account_exists`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Mode `instant`: `account_exists`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn register(
     State(state): State<AuthState>,
     session: Session,
+    Jar(jar): Jar,
     JsonBody(body): JsonBody<Credentials>,
 ) -> ApiResult {
     let email = parse_email(&body.email)?;
     state
         .policy
         .check(body.password.expose_secret(), Some(&email))?;
+    if verify_first(&state) {
+        return register_verify_first(state, email, &body.password).await;
+    }
     let phc = state.hasher.hash(&body.password).await?;
     let id = UserId::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
     let created = state
@@ -144,6 +192,7 @@ pub(crate) async fn register(
             id,
             email,
             password_hash: Some(phc),
+            email_verified: false,
             now: state.clock.now(),
         })
         .await;
@@ -155,6 +204,8 @@ pub(crate) async fn register(
         Err(e) => return Err(e.into()),
     };
     let s = session.login(&user.id, Aal::Aal1, None).await?;
+    after_sign_in(&state, &jar, &session.client().actor(), &user, false).await;
+    after_instant_registration(&state, &user).await;
     Ok((StatusCode::CREATED, Json(user_session(&user, &s))).into_response())
 }
 
@@ -164,27 +215,34 @@ pub(crate) async fn register(
     responses(
         (status = 200, description = "Signed in (session cookie set), or `{mfa_required}` with a pending-session cookie", body = UserSession),
         (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`invalid_credentials`: unknown address and wrong password answer identically", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: an unknown address, a wrong password and a locked account answer identically", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many attempts from this client address", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn login(
     State(state): State<AuthState>,
     session: Session,
+    Jar(jar): Jar,
     JsonBody(body): JsonBody<Credentials>,
 ) -> ApiResult {
     let email = parse_email(&body.email)?;
     check_max_length(&state, &body.password, "password")?;
     let user = state.store.user_by_email(&email).await?;
-    if !verify_password(&state, user.as_ref(), &body.password).await? {
-        return Err(ApiError::new(ErrorCode::InvalidCredentials));
-    }
-    let Some(user) = user else {
+    let actor = session.client().actor();
+    let attempt =
+        password_attempt(&state, &jar, &actor, &email, user.as_ref(), &body.password).await?;
+    let (true, Some(user)) = (attempt.ok, user) else {
         return Err(ApiError::new(ErrorCode::InvalidCredentials));
     };
+    after_sign_in(&state, &jar, &actor, &user, attempt.known_device).await;
+    let rehash = attempt.rehash;
     if user.mfa_enabled {
         session
             .begin_pending(&user.id, user.password_hash.as_deref())
             .await?;
+        if let Some(r) = rehash {
+            r.start();
+        }
         let body = MfaRequired {
             mfa_required: true,
             methods: vec!["totp".into(), "backup_code".into()],
@@ -194,6 +252,9 @@ pub(crate) async fn login(
     let s = session
         .login(&user.id, Aal::Aal1, user.password_hash.as_deref())
         .await?;
+    if let Some(r) = rehash {
+        r.start();
+    }
     Ok(Json(user_session(&user, &s)).into_response())
 }
 
@@ -310,7 +371,7 @@ pub(crate) async fn revoke_session(
     require_recent_auth(&state, &current)?;
     if state
         .sessions
-        .revoke_by_handle(current.user_id(), &handle)
+        .revoke_by_handle(current.user_id(), &handle, &session.client().actor())
         .await?
     {
         Ok(StatusCode::NO_CONTENT.into_response())
@@ -331,12 +392,16 @@ pub(crate) async fn revoke_session(
 )]
 pub(crate) async fn revoke_other_sessions(
     State(state): State<AuthState>,
-    FullSession { current, .. }: FullSession,
+    FullSession { session, current }: FullSession,
 ) -> ApiResult {
     require_recent_auth(&state, &current)?;
     state
         .sessions
-        .revoke_all_except(current.user_id(), Some(current.id_hash()))
+        .revoke_all_except(
+            current.user_id(),
+            Some(current.id_hash()),
+            &session.client().actor(),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -355,6 +420,7 @@ pub(crate) async fn revoke_other_sessions(
 pub(crate) async fn reauthenticate(
     State(state): State<AuthState>,
     FullSession { session, current }: FullSession,
+    Jar(jar): Jar,
     JsonBody(body): JsonBody<Reauthenticate>,
 ) -> ApiResult {
     let password = match (body.password, body.code) {
@@ -372,12 +438,19 @@ pub(crate) async fn reauthenticate(
     };
     check_max_length(&state, &password, "password")?;
     let user = load_user(&state, &session, current.user_id()).await?;
-    if !verify_password(&state, Some(&user), &password).await? {
+    // The same lockout as sign-in: a stolen session must not become a password oracle.
+    let actor = session.client().actor();
+    let attempt =
+        password_attempt(&state, &jar, &actor, &user.email, Some(&user), &password).await?;
+    if !attempt.ok {
         return Err(ApiError::new(ErrorCode::InvalidCredentials));
     }
     let s = session
         .reauthenticated(&current, Aal::Aal1, user.password_hash.as_deref())
         .await?;
+    if let Some(r) = attempt.rehash {
+        r.start();
+    }
     Ok(Json(user_session(&user, &s)).into_response())
 }
 
@@ -398,7 +471,11 @@ pub(crate) async fn change_password(
 ) -> ApiResult {
     check_max_length(&state, &body.current_password, "current_password")?;
     let user = load_user(&state, &session, current.user_id()).await?;
-    if !verify_password(&state, Some(&user), &body.current_password).await? {
+    // No rehash here: the hash is replaced below anyway.
+    if !verify_password(&state, Some(&user), &body.current_password)
+        .await?
+        .ok
+    {
         return Err(ApiError::new(ErrorCode::InvalidCredentials));
     }
     state
@@ -413,6 +490,7 @@ pub(crate) async fn change_password(
     // session ended, and this one under a new id (a privilege change, SECURITY.md #9).
     session.password_changed(&current, verified, &phc).await?;
     state.users.invalidate(&user.id).await;
+    notify_password_changed(&state, &user.email, session.client().actor().ip).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -6,6 +6,7 @@
 //! problem+json with a stable code and the request id. Needs [`AuthLayer`](crate::AuthLayer)
 //! in front (it provides the session).
 
+mod account;
 mod dto;
 mod error;
 mod handlers;
@@ -24,8 +25,9 @@ use axum::routing::{delete, get, post};
 use http::request::Parts;
 
 pub use dto::{
-    ChangePassword, Credentials, CsrfTokenView, MfaRequired, Reauthenticate, SessionList,
-    SessionView, UserSession, UserView,
+    AuditEventView, AuditPage, AuditQuery, ChangePassword, Credentials, CsrfTokenView, EmailOnly,
+    MfaRequired, Reauthenticate, ResendBody, ResetPassword, SessionList, SessionView, StatusView,
+    TokenBody, UserSession, UserView,
 };
 pub use error::ApiError;
 pub use openapi::AuthApi;
@@ -69,6 +71,18 @@ pub(crate) struct AuthStateInner {
     /// Users shown by `GET /session`, cached like sessions so that the frontend's most frequent
     /// call costs no query. Password checks always read the store.
     pub(crate) users: moka::future::Cache<crate::user::UserId, Arc<crate::user::UserRecord>>,
+    /// Registration mode, token lifetimes, notices.
+    pub(crate) accounts: crate::account::AccountConfig,
+    /// Where mails go (none: mails are dropped with a warning).
+    pub(crate) outbox: Option<Arc<dyn crate::account::MailOutbox>>,
+    /// Mail texts and links (present whenever `outbox` is).
+    pub(crate) templates: Option<crate::mail::Templates>,
+    /// Quotas and lockout counters.
+    pub(crate) limiter: Arc<dyn crate::ratelimit::RateLimiter>,
+    /// Quotas per flow and the lockout policy.
+    pub(crate) limits: Arc<crate::ratelimit::RateLimitConfig>,
+    /// Device cookies that exempt a known browser from its account's lockout.
+    pub(crate) devices: crate::ratelimit::DeviceCookies,
 }
 
 /// The auth endpoints as a tower service. Cheap to clone.
@@ -99,10 +113,21 @@ impl AuthService {
             .route("/reauthenticate", post(handlers::reauthenticate))
             .route("/password/change", post(handlers::change_password))
             .route("/csrf", get(handlers::csrf_token))
+            .route("/email/verify", post(account::verify_email))
+            .route("/email/resend", post(account::resend_verification))
+            .route("/password/forgot", post(account::forgot_password))
+            .route("/password/reset", post(account::reset_password))
+            .route("/audit", get(account::audit_events))
             .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
             .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
             .layer(DefaultBodyLimit::max(max_body_bytes))
             .layer(axum::middleware::from_fn(render_problems))
+            // Outermost: a client over its address budget costs no body read and no hash.
+            .layer(crate::ratelimit::RateLimitLayer::new(
+                Arc::clone(&state.limiter),
+                Arc::clone(&state.limits),
+                Arc::clone(&state.clock),
+            ))
             .with_state(state);
         Self { router }
     }

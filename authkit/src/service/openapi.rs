@@ -4,10 +4,11 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::dto::{
-    ChangePassword, Credentials, CsrfTokenView, MfaRequired, Reauthenticate, SessionList,
-    SessionView, UserSession, UserView,
+    AuditEventView, AuditPage, ChangePassword, Credentials, CsrfTokenView, EmailOnly, MfaRequired,
+    Reauthenticate, ResendBody, ResetPassword, SessionList, SessionView, StatusView, TokenBody,
+    UserSession, UserView,
 };
-use super::handlers;
+use super::{account, handlers};
 use crate::error::{ErrorCode, Problem};
 use crate::session::Aal;
 
@@ -26,15 +27,22 @@ use crate::session::Aal;
         handlers::reauthenticate,
         handlers::change_password,
         handlers::csrf_token,
+        account::verify_email,
+        account::resend_verification,
+        account::forgot_password,
+        account::reset_password,
+        account::audit_events,
     ),
     components(schemas(
         Credentials, Reauthenticate, ChangePassword, UserView, SessionView, UserSession,
-        MfaRequired, SessionList, CsrfTokenView, Problem, ErrorCode, Aal
+        MfaRequired, SessionList, CsrfTokenView, Problem, ErrorCode, Aal, EmailOnly, ResendBody,
+        TokenBody, ResetPassword, StatusView, AuditEventView, AuditPage
     )),
     modifiers(&CookieScheme),
     tags(
         (name = "auth", description = "Sign-up, sign-in, sign-out and credentials"),
         (name = "sessions", description = "Listing and revoking the user's sessions"),
+        (name = "account", description = "E-mail verification, password reset and the audit trail"),
     )
 )]
 pub struct AuthApi;

@@ -345,7 +345,7 @@ impl Session {
         let (token, cached) = self
             .inner
             .manager
-            .change_password(&session.inner, expected, phc)
+            .change_password(&session.inner, expected, phc, self.inner.meta.actor())
             .await?
             .ok_or(SessionError::CredentialsChanged)?;
         Ok(self.activate(&token, cached))
@@ -353,8 +353,19 @@ impl Session {
 
     /// Ends the session server-side and clears the cookie.
     pub async fn logout(&self) -> Result<(), SessionError> {
-        if let Some(hash) = self.current_hash() {
-            self.inner.manager.revoke(&hash).await?;
+        if let Some(current) = self.current() {
+            let event = crate::audit::NewAuditEvent::new(
+                crate::audit::AuditEventType::Logout,
+                Some(current.record.user_id.clone()),
+                self.inner.manager.now(),
+                self.inner.meta.actor(),
+            );
+            // A pending session never signed in, so its end is no logout.
+            let audit = (current.record.kind == SessionKind::Full).then_some(&event);
+            self.inner
+                .manager
+                .revoke_audited(&current.record.id_hash, audit)
+                .await?;
         }
         self.clear();
         Ok(())

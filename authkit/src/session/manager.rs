@@ -8,6 +8,7 @@ use moka::future::Cache;
 use super::config::SessionConfig;
 use super::record::{Aal, SessionKind, SessionRecord};
 use super::token::{SessionIdHash, SessionToken};
+use crate::audit::{AuditActor, AuditEventType, NewAuditEvent};
 use crate::clock::{Clock, Timestamp};
 use crate::rng::{RandomSource, random_array};
 use crate::store::{Rotation, RotationGuard, Store, StoreError};
@@ -29,6 +30,14 @@ const MAX_USER_AGENT: usize = 256;
 impl ClientMeta {
     fn ip_text(&self) -> Option<String> {
         self.ip.map(|ip| ip.to_string())
+    }
+
+    /// The actor recorded with audit events.
+    pub fn actor(&self) -> AuditActor {
+        AuditActor::new(
+            self.ip,
+            self.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+        )
     }
 
     fn user_agent_text(&self) -> Option<String> {
@@ -133,6 +142,11 @@ impl SessionManager {
         }
     }
 
+    /// The injected clock's current time.
+    pub(crate) fn now(&self) -> crate::clock::Timestamp {
+        self.inner.clock.now()
+    }
+
     /// The session settings.
     pub fn config(&self) -> &SessionConfig {
         &self.inner.config
@@ -218,6 +232,16 @@ impl SessionManager {
         verified_hash: Option<&str>,
     ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
         let now = self.inner.clock.now();
+        // MISSION.md: `login.succeeded` is written when a full session is issued.
+        let audit = (kind == SessionKind::Full).then(|| {
+            NewAuditEvent::new(
+                AuditEventType::LoginSucceeded,
+                Some(user.clone()),
+                now,
+                meta.actor(),
+            )
+            .with_details(serde_json::json!({ "aal": aal.as_str() }))
+        });
         let lifetime = match kind {
             SessionKind::Pending => self.inner.config.pending_timeout,
             SessionKind::Full => self.inner.config.absolute_timeout,
@@ -240,6 +264,7 @@ impl SessionManager {
             replace,
             require_replaced: false,
             password_hash: verified_hash,
+            audit: audit.as_ref(),
         };
         self.insert_rotated(guard, record).await
     }
@@ -269,6 +294,7 @@ impl SessionManager {
             replace: Some(&current.record.id_hash),
             require_replaced: true,
             password_hash: verified_hash,
+            audit: None,
         };
         self.insert_rotated(guard, record).await
     }
@@ -304,6 +330,7 @@ impl SessionManager {
         current: &CachedSession,
         expected: &str,
         phc: &str,
+        actor: AuditActor,
     ) -> ManagerResult<Option<(SessionToken, Arc<CachedSession>)>> {
         let now = self.inner.clock.now();
         let token = SessionToken::generate(self.inner.rng.as_ref())?;
@@ -312,7 +339,19 @@ impl SessionManager {
         let Some(ended) = self
             .inner
             .store
-            .change_password(&record.user_id, expected, phc, now, Some(&record))
+            .change_password(
+                &record.user_id,
+                expected,
+                phc,
+                now,
+                Some(&record),
+                Some(&NewAuditEvent::new(
+                    AuditEventType::PasswordChanged,
+                    Some(record.user_id.clone()),
+                    now,
+                    actor,
+                )),
+            )
             .await?
         else {
             return Ok(None);
@@ -336,19 +375,45 @@ impl SessionManager {
         self.inner.cache.invalidate(hash).await;
     }
 
-    /// Ends one session (logout, or an expired one found on a request).
+    /// Ends one session (an expired one found on a request); no audit event.
     pub async fn revoke(&self, hash: &SessionIdHash) -> Result<bool, StoreError> {
-        let existed = self.inner.store.delete_session(hash).await?;
+        self.revoke_audited(hash, None).await
+    }
+
+    /// Ends one session, writing `audit` in the same transaction if it existed (logout).
+    pub(crate) async fn revoke_audited(
+        &self,
+        hash: &SessionIdHash,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<bool, StoreError> {
+        let existed = self.inner.store.delete_session(hash, audit).await?;
         self.forget(hash).await;
         Ok(existed)
     }
 
-    /// Ends the user's session with public handle `handle`; whether it existed.
-    pub async fn revoke_by_handle(&self, user: &UserId, handle: &str) -> Result<bool, StoreError> {
+    fn revoked_event(&self, user: &UserId, actor: &AuditActor, scope: &str) -> NewAuditEvent {
+        NewAuditEvent::new(
+            AuditEventType::SessionRevoked,
+            Some(user.clone()),
+            self.inner.clock.now(),
+            actor.clone(),
+        )
+        .with_details(serde_json::json!({ "scope": scope }))
+    }
+
+    /// Ends the user's session with public handle `handle`; whether it existed. Writes a
+    /// `session.revoked` event by `actor` (use [`AuditActor::system`] from app code).
+    pub async fn revoke_by_handle(
+        &self,
+        user: &UserId,
+        handle: &str,
+        actor: &AuditActor,
+    ) -> Result<bool, StoreError> {
+        let event = self.revoked_event(user, actor, "one");
         match self
             .inner
             .store
-            .delete_session_by_handle(user, handle)
+            .delete_session_by_handle(user, handle, Some(&event))
             .await?
         {
             Some(hash) => {
@@ -359,16 +424,20 @@ impl SessionManager {
         }
     }
 
-    /// Ends every session of `user` except `keep`; how many ended.
+    /// Ends every session of `user` except `keep`; how many ended. Writes a
+    /// `session.revoked` event by `actor` if any did.
     pub async fn revoke_all_except(
         &self,
         user: &UserId,
         keep: Option<&SessionIdHash>,
+        actor: &AuditActor,
     ) -> Result<usize, StoreError> {
+        let scope = if keep.is_some() { "others" } else { "all" };
+        let event = self.revoked_event(user, actor, scope);
         let ended = self
             .inner
             .store
-            .delete_user_sessions_except(user, keep)
+            .delete_user_sessions_except(user, keep, Some(&event))
             .await?;
         self.evict(&ended).await;
         Ok(ended.len())

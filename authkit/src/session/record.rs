@@ -19,6 +19,14 @@ pub enum Aal {
 }
 
 impl Aal {
+    /// `"aal1"` or `"aal2"`, as the API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aal1 => "aal1",
+            Self::Aal2 => "aal2",
+        }
+    }
+
     pub(crate) fn as_i64(self) -> i64 {
         match self {
             Self::Aal1 => 1,

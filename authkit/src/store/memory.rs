@@ -3,7 +3,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
-use super::{NewUser, Rotation, RotationGuard, SessionStore, Store, StoreError, UserStore};
+use super::{
+    AccountToken, AuditStore, NewAccountToken, NewUser, Redeemed, Rotation, RotationGuard,
+    SessionStore, Store, StoreError, TokenEffect, TokenPurpose, TokenStore, UserStore,
+};
+use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::clock::Timestamp;
 use crate::session::{SessionIdHash, SessionRecord};
 use crate::user::{Email, UserId, UserRecord};
@@ -20,9 +24,31 @@ struct Inner {
     by_email: HashMap<Email, UserId>,
     sessions: HashMap<SessionIdHash, SessionRecord>,
     by_user: HashMap<UserId, HashSet<SessionIdHash>>,
+    tokens: HashMap<[u8; 32], StoredToken>,
+    audit: Vec<AuditEvent>,
+    next_audit_id: i64,
+}
+
+#[derive(Debug, Clone)]
+struct StoredToken {
+    token: AccountToken,
+    expires_at: Timestamp,
 }
 
 impl Inner {
+    fn append_audit(&mut self, e: &NewAuditEvent) {
+        self.next_audit_id += 1;
+        self.audit.push(AuditEvent {
+            id: self.next_audit_id,
+            event_type: e.event_type,
+            user_id: e.user_id.clone(),
+            at: e.at,
+            ip: e.actor.ip.clone(),
+            user_agent: e.actor.user_agent.clone(),
+            details: e.details.clone(),
+        });
+    }
+
     fn insert_session(&mut self, s: &SessionRecord) -> Result<(), StoreError> {
         if self.sessions.contains_key(&s.id_hash) {
             return Err(StoreError::Conflict);
@@ -83,7 +109,7 @@ impl UserStore for MemoryStore {
         let record = UserRecord {
             id: user.id.clone(),
             email: user.email.clone(),
-            email_verified: false,
+            email_verified: user.email_verified,
             password_hash: user.password_hash,
             mfa_enabled: false,
             created_at: user.now,
@@ -160,6 +186,9 @@ impl SessionStore for MemoryStore {
             inner.remove_session(old);
         }
         inner.insert_session(new)?;
+        if let Some(e) = guard.audit {
+            inner.append_audit(e);
+        }
         Ok(Rotation::Done)
     }
 
@@ -174,8 +203,17 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn delete_session(&self, id: &SessionIdHash) -> Result<bool, StoreError> {
-        Ok(self.lock().remove_session(id).is_some())
+    async fn delete_session(
+        &self,
+        id: &SessionIdHash,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let removed = inner.remove_session(id).is_some();
+        if let (true, Some(e)) = (removed, audit) {
+            inner.append_audit(e);
+        }
+        Ok(removed)
     }
 
     async fn sessions_for_user(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
@@ -199,6 +237,7 @@ impl SessionStore for MemoryStore {
         &self,
         user: &UserId,
         handle: &str,
+        audit: Option<&NewAuditEvent>,
     ) -> Result<Option<SessionIdHash>, StoreError> {
         let mut inner = self.lock();
         let found = inner
@@ -210,6 +249,9 @@ impl SessionStore for MemoryStore {
             .copied();
         if let Some(id) = &found {
             inner.remove_session(id);
+            if let Some(e) = audit {
+                inner.append_audit(e);
+            }
         }
         Ok(found)
     }
@@ -218,8 +260,14 @@ impl SessionStore for MemoryStore {
         &self,
         user: &UserId,
         keep: Option<&SessionIdHash>,
+        audit: Option<&NewAuditEvent>,
     ) -> Result<Vec<SessionIdHash>, StoreError> {
-        Ok(self.lock().remove_user_sessions_except(user, keep))
+        let mut inner = self.lock();
+        let ended = inner.remove_user_sessions_except(user, keep);
+        if let (false, Some(e)) = (ended.is_empty(), audit) {
+            inner.append_audit(e);
+        }
+        Ok(ended)
     }
 
     async fn change_password(
@@ -229,6 +277,7 @@ impl SessionStore for MemoryStore {
         phc: &str,
         now: Timestamp,
         session: Option<&SessionRecord>,
+        audit: Option<&NewAuditEvent>,
     ) -> Result<Option<Vec<SessionIdHash>>, StoreError> {
         let mut inner = self.lock();
         match inner.users.get_mut(user) {
@@ -241,6 +290,9 @@ impl SessionStore for MemoryStore {
         let ended = inner.remove_user_sessions_except(user, None);
         if let Some(session) = session {
             inner.insert_session(session)?;
+        }
+        if let Some(e) = audit {
+            inner.append_audit(e);
         }
         Ok(Some(ended))
     }
@@ -257,6 +309,187 @@ impl SessionStore for MemoryStore {
             inner.remove_session(id);
         }
         Ok(u64::try_from(expired.len()).unwrap_or(u64::MAX))
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemoryStore {
+    async fn insert_token(&self, t: &NewAccountToken) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.tokens.contains_key(&t.token_hash) {
+            return Err(StoreError::Conflict);
+        }
+        inner.tokens.insert(
+            t.token_hash,
+            StoredToken {
+                token: AccountToken {
+                    purpose: t.purpose,
+                    user_id: t.user_id.clone(),
+                    email: t.email.clone(),
+                    password_hash: t.password_hash.clone(),
+                    created_at: t.created_at,
+                },
+                expires_at: t.expires_at,
+            },
+        );
+        Ok(())
+    }
+
+    async fn peek_token(
+        &self,
+        token_hash: &[u8; 32],
+        purpose: TokenPurpose,
+        now: Timestamp,
+    ) -> Result<Option<AccountToken>, StoreError> {
+        Ok(self
+            .lock()
+            .tokens
+            .get(token_hash)
+            .filter(|t| t.token.purpose == purpose && now < t.expires_at)
+            .map(|t| t.token.clone()))
+    }
+
+    async fn redeem_token(
+        &self,
+        token_hash: &[u8; 32],
+        purpose: TokenPurpose,
+        now: Timestamp,
+        effect: TokenEffect,
+        mut audit: NewAuditEvent,
+    ) -> Result<Option<Redeemed>, StoreError> {
+        let mut inner = self.lock();
+        let Some(stored) = inner
+            .tokens
+            .get(token_hash)
+            .filter(|t| t.token.purpose == purpose && now < t.expires_at)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let token = stored.token;
+        let mut revoked_sessions = Vec::new();
+        let user = match effect {
+            TokenEffect::CreateUser(new) => {
+                if inner.by_email.contains_key(&new.email) || inner.users.contains_key(&new.id) {
+                    return Err(StoreError::Conflict);
+                }
+                let record = UserRecord {
+                    id: new.id.clone(),
+                    email: new.email.clone(),
+                    email_verified: new.email_verified,
+                    password_hash: new.password_hash,
+                    mfa_enabled: false,
+                    created_at: new.now,
+                    updated_at: new.now,
+                };
+                inner.by_email.insert(new.email, new.id.clone());
+                inner.users.insert(new.id, record.clone());
+                record
+            }
+            TokenEffect::VerifyEmail | TokenEffect::ResetPassword { .. } => {
+                let Some(id) = token.user_id.clone() else {
+                    return Ok(None);
+                };
+                let Some(user) = inner.users.get_mut(&id) else {
+                    return Ok(None);
+                };
+                user.email_verified = true;
+                user.updated_at = now;
+                if let TokenEffect::ResetPassword { password_hash } = effect {
+                    user.password_hash = Some(password_hash);
+                    let user = user.clone();
+                    revoked_sessions = inner.remove_user_sessions_except(&id, None);
+                    inner.tokens.retain(|_, t| {
+                        !(t.token.purpose == TokenPurpose::ResetPassword
+                            && t.token.user_id.as_ref() == Some(&id))
+                    });
+                    user
+                } else {
+                    user.clone()
+                }
+            }
+        };
+        inner.tokens.remove(token_hash);
+        audit.user_id = Some(user.id.clone());
+        inner.append_audit(&audit);
+        Ok(Some(Redeemed {
+            token,
+            user,
+            revoked_sessions,
+        }))
+    }
+
+    async fn latest_registration(
+        &self,
+        email: &Email,
+        now: Timestamp,
+    ) -> Result<Option<AccountToken>, StoreError> {
+        Ok(self
+            .lock()
+            .tokens
+            .values()
+            .filter(|t| {
+                t.token.purpose == TokenPurpose::Registration
+                    && &t.token.email == email
+                    && now < t.expires_at
+            })
+            .max_by_key(|t| t.token.created_at)
+            .map(|t| t.token.clone()))
+    }
+
+    async fn delete_expired_tokens(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let before = inner.tokens.len();
+        inner.tokens.retain(|_, t| now < t.expires_at);
+        Ok(u64::try_from(before - inner.tokens.len()).unwrap_or(u64::MAX))
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn append_audit(&self, event: &NewAuditEvent) -> Result<(), StoreError> {
+        self.lock().append_audit(event);
+        Ok(())
+    }
+
+    async fn audit_for_user(
+        &self,
+        user: &UserId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .audit
+            .iter()
+            .rev()
+            .filter(|e| e.user_id.as_ref() == Some(user) && before.is_none_or(|b| e.id < b))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
+    async fn audit_older_than(
+        &self,
+        cutoff: Timestamp,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .audit
+            .iter()
+            .filter(|e| e.at < cutoff && e.id > after)
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_audit_up_to(&self, cutoff: Timestamp, up_to: i64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let before = inner.audit.len();
+        inner.audit.retain(|e| !(e.at < cutoff && e.id <= up_to));
+        Ok(u64::try_from(before - inner.audit.len()).unwrap_or(u64::MAX))
     }
 }
 

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 pub use memory::MemoryStore;
 pub use sql::{DatabaseKind, SqlStore, SqlStoreOptions};
 
+use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::clock::Timestamp;
 use crate::session::{SessionIdHash, SessionRecord};
 use crate::user::{Email, UserId, UserRecord};
@@ -55,6 +56,8 @@ pub struct NewUser {
     pub email: Email,
     /// The PHC string of the password hash.
     pub password_hash: Option<String>,
+    /// Whether the address is already proven (verify-first sign-up, imports).
+    pub email_verified: bool,
     /// Creation time.
     pub now: Timestamp,
 }
@@ -71,6 +74,8 @@ pub struct RotationGuard<'a> {
     /// this one: a sign-in checked against a password changed in the meantime must not
     /// produce a session.
     pub password_hash: Option<&'a str>,
+    /// Written in the same transaction when the rotation is done (e.g. `login.succeeded`).
+    pub audit: Option<&'a NewAuditEvent>,
 }
 
 /// Outcome of [`SessionStore::rotate_session`].
@@ -122,26 +127,36 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     async fn session(&self, id: &SessionIdHash) -> Result<Option<SessionRecord>, StoreError>;
     /// Records activity (the only column an ordinary request writes).
     async fn touch_session(&self, id: &SessionIdHash, seen: Timestamp) -> Result<(), StoreError>;
-    /// Deletes one session; whether it existed.
-    async fn delete_session(&self, id: &SessionIdHash) -> Result<bool, StoreError>;
+    /// Deletes one session; whether it existed. `audit` is written in the same transaction
+    /// if it did.
+    async fn delete_session(
+        &self,
+        id: &SessionIdHash,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<bool, StoreError>;
     /// Every session of a user, newest first.
     async fn sessions_for_user(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError>;
-    /// Deletes the user's session with this public handle; its hash if it existed.
+    /// Deletes the user's session with this public handle; its hash if it existed. `audit`
+    /// is written in the same transaction if it did.
     async fn delete_session_by_handle(
         &self,
         user: &UserId,
         handle: &str,
+        audit: Option<&NewAuditEvent>,
     ) -> Result<Option<SessionIdHash>, StoreError>;
-    /// Deletes every session of the user except `keep`; the hashes deleted.
+    /// Deletes every session of the user except `keep`; the hashes deleted. `audit` is
+    /// written in the same transaction if any was.
     async fn delete_user_sessions_except(
         &self,
         user: &UserId,
         keep: Option<&SessionIdHash>,
+        audit: Option<&NewAuditEvent>,
     ) -> Result<Vec<SessionIdHash>, StoreError>;
     /// In one transaction: replaces the password hash if it is still `expected` (the one the
     /// request verified), deletes every session of the user, and stores `session` (the
     /// caller's session under a new id) if given. `None` when the hash changed meanwhile
-    /// (nothing is written); else the hashes of the deleted sessions.
+    /// (nothing is written); else the hashes of the deleted sessions. `audit` is written in
+    /// the same transaction.
     async fn change_password(
         &self,
         user: &UserId,
@@ -149,14 +164,167 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
         phc: &str,
         now: Timestamp,
         session: Option<&SessionRecord>,
+        audit: Option<&NewAuditEvent>,
     ) -> Result<Option<Vec<SessionIdHash>>, StoreError>;
     /// Deletes sessions whose absolute expiry has passed; how many.
     async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
+/// What a single-use account token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenPurpose {
+    /// Finishes a `verify-first` sign-up: carries the address and the password hash; the
+    /// account is created only when the link is used.
+    Registration,
+    /// Proves the address of an existing account.
+    VerifyEmail,
+    /// Sets a new password.
+    ResetPassword,
+}
+
+impl TokenPurpose {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registration => "registration",
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "registration" => Some(Self::Registration),
+            "verify_email" => Some(Self::VerifyEmail),
+            "reset_password" => Some(Self::ResetPassword),
+            _ => None,
+        }
+    }
+}
+
+/// A single-use token to store. Only the SHA-256 of the token is kept.
+#[derive(Debug, Clone)]
+pub struct NewAccountToken {
+    /// SHA-256 of the token sent by mail.
+    pub token_hash: [u8; 32],
+    /// What it is for.
+    pub purpose: TokenPurpose,
+    /// The account (none for a registration).
+    pub user_id: Option<UserId>,
+    /// The address the link was sent to.
+    pub email: Email,
+    /// For a registration: the PHC string of the chosen password.
+    pub password_hash: Option<String>,
+    /// Issue time.
+    pub created_at: Timestamp,
+    /// The token is refused from this time on.
+    pub expires_at: Timestamp,
+}
+
+/// A token taken out of the store by [`TokenStore::consume_token`].
+#[derive(Debug, Clone)]
+pub struct AccountToken {
+    /// What it is for.
+    pub purpose: TokenPurpose,
+    /// The account (none for a registration).
+    pub user_id: Option<UserId>,
+    /// The address the link was sent to.
+    pub email: Email,
+    /// For a registration: the PHC string of the chosen password.
+    pub password_hash: Option<String>,
+    /// Issue time.
+    pub created_at: Timestamp,
+}
+
+/// What a consumed token changes, applied in the same transaction as the consumption.
+#[derive(Debug, Clone)]
+pub enum TokenEffect {
+    /// Registration: create this user (verified). Fails the whole transaction with
+    /// [`StoreError::Conflict`] if the address was taken meanwhile.
+    CreateUser(NewUser),
+    /// Mark the user's address verified.
+    VerifyEmail,
+    /// Set the password hash, mark the address verified (the mail proved it), delete every
+    /// session and every other reset token of the user.
+    ResetPassword {
+        /// The new PHC string.
+        password_hash: String,
+    },
+}
+
+/// The result of [`TokenStore::redeem_token`].
+#[derive(Debug, Clone)]
+pub struct Redeemed {
+    /// The token that was consumed.
+    pub token: AccountToken,
+    /// The user after the change.
+    pub user: UserRecord,
+    /// Hashes of the sessions deleted (a reset deletes them all).
+    pub revoked_sessions: Vec<SessionIdHash>,
+}
+
+/// Single-use, expiring account tokens (verification, reset, pending registrations).
+#[async_trait]
+pub trait TokenStore: Send + Sync + std::fmt::Debug {
+    /// Stores a token.
+    async fn insert_token(&self, token: &NewAccountToken) -> Result<(), StoreError>;
+    /// The unexpired token with this hash and purpose, without consuming it.
+    async fn peek_token(
+        &self,
+        token_hash: &[u8; 32],
+        purpose: TokenPurpose,
+        now: Timestamp,
+    ) -> Result<Option<AccountToken>, StoreError>;
+    /// In one transaction: deletes the unexpired token with this hash and purpose, applies
+    /// `effect`, and writes `audit` (its `user_id` is filled in with the affected user).
+    /// `None` (nothing written) when the token is unknown, used or expired.
+    async fn redeem_token(
+        &self,
+        token_hash: &[u8; 32],
+        purpose: TokenPurpose,
+        now: Timestamp,
+        effect: TokenEffect,
+        audit: NewAuditEvent,
+    ) -> Result<Option<Redeemed>, StoreError>;
+    /// The newest unexpired registration for `email`, to send its link again.
+    async fn latest_registration(
+        &self,
+        email: &Email,
+        now: Timestamp,
+    ) -> Result<Option<AccountToken>, StoreError>;
+    /// Deletes tokens that expired; how many.
+    async fn delete_expired_tokens(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// The audit trail. Events that record a change are written by the change's own transaction
+/// (e.g. [`TokenStore::redeem_token`]); this trait writes stand-alone events and reads them.
+#[async_trait]
+pub trait AuditStore: Send + Sync + std::fmt::Debug {
+    /// Appends an event.
+    async fn append_audit(&self, event: &NewAuditEvent) -> Result<(), StoreError>;
+    /// The user's events, newest first, with an id below `before` (a cursor), at most `limit`.
+    async fn audit_for_user(
+        &self,
+        user: &UserId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Events older than `cutoff` with an id above `after`, oldest first, at most `limit`:
+    /// the retention job archives them page by page.
+    async fn audit_older_than(
+        &self,
+        cutoff: Timestamp,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Deletes events older than `cutoff` with an id up to `up_to` (those already archived);
+    /// how many.
+    async fn delete_audit_up_to(&self, cutoff: Timestamp, up_to: i64) -> Result<u64, StoreError>;
+}
+
 /// Everything authkit persists.
 #[async_trait]
-pub trait Store: UserStore + SessionStore {
+pub trait Store: UserStore + SessionStore + TokenStore + AuditStore {
     /// Checks that the store answers (readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
 }

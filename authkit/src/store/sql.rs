@@ -5,7 +5,11 @@ use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, ConnectOptions as _, Row as _};
 
-use super::{NewUser, Rotation, RotationGuard, SessionStore, Store, StoreError, UserStore};
+use super::{
+    AccountToken, AuditStore, NewAccountToken, NewUser, Redeemed, Rotation, RotationGuard,
+    SessionStore, Store, StoreError, TokenEffect, TokenPurpose, TokenStore, UserStore,
+};
+use crate::audit::{AuditEvent, AuditEventType, NewAuditEvent};
 use crate::clock::Timestamp;
 use crate::session::{Aal, SessionIdHash, SessionKind, SessionRecord};
 use crate::user::{Email, UserId, UserRecord};
@@ -239,18 +243,19 @@ impl UserStore for SqlStore {
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
         sqlx::query(
             "INSERT INTO users (id, email, email_verified, password_hash, mfa_enabled, \
-             created_at, updated_at) VALUES ($1, $2, 0, $3, 0, $4, $4)",
+             created_at, updated_at) VALUES ($1, $2, $5, $3, 0, $4, $4)",
         )
         .bind(user.id.as_str())
         .bind(user.email.as_str())
         .bind(user.password_hash.as_deref())
         .bind(user.now.unix_seconds())
+        .bind(i64::from(user.email_verified))
         .execute(&self.pool)
         .await?;
         Ok(UserRecord {
             id: user.id,
             email: user.email,
-            email_verified: false,
+            email_verified: user.email_verified,
             password_hash: user.password_hash,
             mfa_enabled: false,
             created_at: user.now,
@@ -326,6 +331,9 @@ impl SessionStore for SqlStore {
             return Ok(Rotation::Revoked);
         }
         insert_session_query(new).execute(&mut *tx).await?;
+        if let Some(e) = guard.audit {
+            insert_audit_query(e).execute(&mut *tx).await?;
+        }
         if let Some(expected) = guard.password_hash {
             // On PostgreSQL, FOR UPDATE waits for a concurrent password change to commit and
             // then sees its new hash; a later change waits for this commit and then deletes
@@ -373,12 +381,22 @@ impl SessionStore for SqlStore {
         Ok(())
     }
 
-    async fn delete_session(&self, id: &SessionIdHash) -> Result<bool, StoreError> {
+    async fn delete_session(
+        &self,
+        id: &SessionIdHash,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id.as_bytes().to_vec())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        let deleted = done.rows_affected() > 0;
+        if let (true, Some(e)) = (deleted, audit) {
+            insert_audit_query(e).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     async fn sessions_for_user(&self, user: &UserId) -> Result<Vec<SessionRecord>, StoreError> {
@@ -397,24 +415,38 @@ impl SessionStore for SqlStore {
         &self,
         user: &UserId,
         handle: &str,
+        audit: Option<&NewAuditEvent>,
     ) -> Result<Option<SessionIdHash>, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "DELETE FROM sessions WHERE user_id = $1 AND handle = $2 RETURNING id_hash",
         )
         .bind(user.as_str())
         .bind(handle)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(hashes_from_rows(&rows)?.into_iter().next())
+        let found = hashes_from_rows(&rows)?.into_iter().next();
+        if let (Some(_), Some(e)) = (&found, audit) {
+            insert_audit_query(e).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
     }
 
     async fn delete_user_sessions_except(
         &self,
         user: &UserId,
         keep: Option<&SessionIdHash>,
+        audit: Option<&NewAuditEvent>,
     ) -> Result<Vec<SessionIdHash>, StoreError> {
-        let rows = delete_others(user, keep).fetch_all(&self.pool).await?;
-        hashes_from_rows(&rows)
+        let mut tx = self.pool.begin().await?;
+        let rows = delete_others(user, keep).fetch_all(&mut *tx).await?;
+        let ended = hashes_from_rows(&rows)?;
+        if let (false, Some(e)) = (ended.is_empty(), audit) {
+            insert_audit_query(e).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(ended)
     }
 
     async fn change_password(
@@ -424,6 +456,7 @@ impl SessionStore for SqlStore {
         phc: &str,
         now: Timestamp,
         session: Option<&SessionRecord>,
+        audit: Option<&NewAuditEvent>,
     ) -> Result<Option<Vec<SessionIdHash>>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
@@ -443,6 +476,9 @@ impl SessionStore for SqlStore {
         let rows = delete_others(user, None).fetch_all(&mut *tx).await?;
         if let Some(session) = session {
             insert_session_query(session).execute(&mut *tx).await?;
+        }
+        if let Some(e) = audit {
+            insert_audit_query(e).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         hashes_from_rows(&rows).map(Some)
@@ -466,6 +502,299 @@ fn delete_others<'a>(
     sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2 RETURNING id_hash")
         .bind(user.as_str())
         .bind(keep)
+}
+
+fn insert_audit_query(
+    e: &NewAuditEvent,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO audit_events (user_id, event_type, at, ip, user_agent, details) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(e.user_id.as_ref().map(UserId::as_str))
+    .bind(e.event_type.as_str())
+    .bind(e.at.unix_seconds())
+    .bind(e.actor.ip.as_deref())
+    .bind(e.actor.user_agent.as_deref())
+    .bind(e.details.to_string())
+}
+
+const AUDIT_COLUMNS: &str = "id, user_id, event_type, at, ip, user_agent, details";
+
+fn audit_from_row(row: &AnyRow) -> Result<AuditEvent, StoreError> {
+    let event_type: String = row.try_get("event_type")?;
+    let details: String = row.try_get("details")?;
+    Ok(AuditEvent {
+        id: row.try_get("id")?,
+        event_type: AuditEventType::parse(&event_type)
+            .ok_or(StoreError::Corrupt("audit event type"))?,
+        user_id: row
+            .try_get::<Option<String>, _>("user_id")?
+            .map(UserId::from_stored),
+        at: Timestamp::from_unix_seconds(row.try_get("at")?),
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+        details: serde_json::from_str(&details)
+            .map_err(|_| StoreError::Corrupt("audit event details"))?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "purpose, user_id, email, password_hash, created_at";
+
+fn token_from_row(row: &AnyRow) -> Result<AccountToken, StoreError> {
+    let purpose: String = row.try_get("purpose")?;
+    Ok(AccountToken {
+        purpose: TokenPurpose::parse(&purpose).ok_or(StoreError::Corrupt("token purpose"))?,
+        user_id: row
+            .try_get::<Option<String>, _>("user_id")?
+            .map(UserId::from_stored),
+        email: Email::from_stored(row.try_get("email")?),
+        password_hash: row.try_get("password_hash")?,
+        created_at: Timestamp::from_unix_seconds(row.try_get("created_at")?),
+    })
+}
+
+impl SqlStore {
+    /// Applies a redeemed token's effect inside `tx`; the user afterwards and the sessions
+    /// it ended, or `None` when the token's user no longer exists.
+    async fn apply_token_effect(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        token: &AccountToken,
+        now: Timestamp,
+        effect: TokenEffect,
+    ) -> Result<Option<(UserRecord, Vec<SessionIdHash>)>, StoreError> {
+        let user_id = match effect {
+            TokenEffect::CreateUser(new) => {
+                sqlx::query(
+                    "INSERT INTO users (id, email, email_verified, password_hash, mfa_enabled, \
+                     created_at, updated_at) VALUES ($1, $2, $5, $3, 0, $4, $4)",
+                )
+                .bind(new.id.as_str())
+                .bind(new.email.as_str())
+                .bind(new.password_hash.as_deref())
+                .bind(new.now.unix_seconds())
+                .bind(i64::from(new.email_verified))
+                .execute(&mut **tx)
+                .await?;
+                new.id
+            }
+            TokenEffect::VerifyEmail => {
+                let Some(id) = token.user_id.clone() else {
+                    return Ok(None);
+                };
+                sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2")
+                    .bind(now.unix_seconds())
+                    .bind(id.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+                id
+            }
+            TokenEffect::ResetPassword { password_hash } => {
+                let Some(id) = token.user_id.clone() else {
+                    return Ok(None);
+                };
+                sqlx::query(
+                    "UPDATE users SET password_hash = $1, email_verified = 1, updated_at = $2 \
+                     WHERE id = $3",
+                )
+                .bind(password_hash)
+                .bind(now.unix_seconds())
+                .bind(id.as_str())
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query("DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2")
+                    .bind(id.as_str())
+                    .bind(TokenPurpose::ResetPassword.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+                let rows = delete_others(&id, None).fetch_all(&mut **tx).await?;
+                let sql =
+                    sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));
+                let user = sqlx::query(sql)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let Some(user) = user.as_ref().map(user_from_row).transpose()? else {
+                    return Ok(None);
+                };
+                return Ok(Some((user, hashes_from_rows(&rows)?)));
+            }
+        };
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));
+        let user = sqlx::query(sql)
+            .bind(user_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(user
+            .as_ref()
+            .map(user_from_row)
+            .transpose()?
+            .map(|u| (u, Vec::new())))
+    }
+}
+
+#[async_trait]
+impl TokenStore for SqlStore {
+    async fn insert_token(&self, t: &NewAccountToken) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO account_tokens (token_hash, purpose, user_id, email, password_hash, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(t.token_hash.to_vec())
+        .bind(t.purpose.as_str())
+        .bind(t.user_id.as_ref().map(UserId::as_str))
+        .bind(t.email.as_str())
+        .bind(t.password_hash.as_deref())
+        .bind(t.created_at.unix_seconds())
+        .bind(t.expires_at.unix_seconds())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn peek_token(
+        &self,
+        token_hash: &[u8; 32],
+        purpose: TokenPurpose,
+        now: Timestamp,
+    ) -> Result<Option<AccountToken>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM account_tokens \
+             WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3"
+        ));
+        let row = sqlx::query(sql)
+            .bind(token_hash.to_vec())
+            .bind(purpose.as_str())
+            .bind(now.unix_seconds())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn redeem_token(
+        &self,
+        token_hash: &[u8; 32],
+        purpose: TokenPurpose,
+        now: Timestamp,
+        effect: TokenEffect,
+        mut audit: NewAuditEvent,
+    ) -> Result<Option<Redeemed>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The DELETE is the claim: of two concurrent redemptions only one gets the row back.
+        let sql = sqlx::AssertSqlSafe(format!(
+            "DELETE FROM account_tokens \
+             WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3 \
+             RETURNING {TOKEN_COLUMNS}"
+        ));
+        let row = sqlx::query(sql)
+            .bind(token_hash.to_vec())
+            .bind(purpose.as_str())
+            .bind(now.unix_seconds())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(token) = row.as_ref().map(token_from_row).transpose()? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let Some((user, revoked_sessions)) = self
+            .apply_token_effect(&mut tx, &token, now, effect)
+            .await?
+        else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        audit.user_id = Some(user.id.clone());
+        insert_audit_query(&audit).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(Redeemed {
+            token,
+            user,
+            revoked_sessions,
+        }))
+    }
+
+    async fn latest_registration(
+        &self,
+        email: &Email,
+        now: Timestamp,
+    ) -> Result<Option<AccountToken>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM account_tokens \
+             WHERE email = $1 AND purpose = $2 AND expires_at > $3 \
+             ORDER BY created_at DESC LIMIT 1"
+        ));
+        let row = sqlx::query(sql)
+            .bind(email.as_str())
+            .bind(TokenPurpose::Registration.as_str())
+            .bind(now.unix_seconds())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn delete_expired_tokens(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM account_tokens WHERE expires_at <= $1")
+            .bind(now.unix_seconds())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    async fn append_audit(&self, event: &NewAuditEvent) -> Result<(), StoreError> {
+        insert_audit_query(event).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn audit_for_user(
+        &self,
+        user: &UserId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE user_id = $1 AND id < $2 \
+             ORDER BY id DESC LIMIT $3"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(user.as_str())
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_older_than(
+        &self,
+        cutoff: Timestamp,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE at < $1 AND id > $2 \
+             ORDER BY id LIMIT $3"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(cutoff.unix_seconds())
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn delete_audit_up_to(&self, cutoff: Timestamp, up_to: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM audit_events WHERE at < $1 AND id <= $2")
+            .bind(cutoff.unix_seconds())
+            .bind(up_to)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 #[async_trait]

@@ -289,7 +289,10 @@ mod tests {
         let response = app.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
         let cookie = cookie_header(&response);
-        assert!(cookie.starts_with("authkit_session="), "{cookie}");
+        // Two cookies: the session, and the device cookie that exempts this browser from the
+        // account's lockout.
+        assert!(cookie.contains("authkit_session="), "{cookie}");
+        assert!(cookie.contains("authkit_device="), "{cookie}");
         let registered = body_json(response).await;
         let user_id = registered["user"]["id"].as_str().unwrap().to_owned();
         assert_eq!(registered["session"]["ip"], "127.0.0.1");

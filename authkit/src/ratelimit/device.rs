@@ -1,0 +1,363 @@
+//! Device cookies (OWASP "Slow Down Online Guessing Attacks with Device Cookies").
+//!
+//! After a successful sign-in, the browser receives a cookie that proves "this browser has
+//! signed in to this account before". Its value is
+//! `v1.<nonce>.<kid>.<tag>` where `nonce` is 128 random bits, `kid` the id of the signing key
+//! and `tag = HMAC-SHA256(key, "authkit-device-v1" ‖ len(user id) ‖ user id ‖ nonce)`, all
+//! base64url without padding. The context string keeps these tags apart from every other
+//! HMAC made with the same key ring (CSRF tokens use `authkit-csrf-v1`); the length prefix
+//! keeps the user id and the nonce from running into each other.
+//!
+//! Nothing is stored server side: a cookie is valid for a user when its tag verifies under a
+//! key still in the ring, so retiring a key invalidates the cookies it signed (MISSION.md
+//! "Keys"). A browser presenting a valid cookie for the account it signs in to is counted
+//! under its own [`LockoutKey::device`](super::LockoutKey::device) instead of the account's
+//! counter.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::{Cookie, SameSite};
+use hmac::{Hmac, Mac as _};
+use sha2::{Digest as _, Sha256};
+
+use crate::rng::{RandomError, RandomSource, random_array};
+use crate::secret::KeyRing;
+use crate::user::UserId;
+
+const CONTEXT: &[u8] = b"authkit-device-v1";
+const ID_CONTEXT: &[u8] = b"authkit-device-id-v1";
+const NONCE_LEN: usize = 16;
+const TAG_LEN: usize = 32;
+/// `v1.` + 22 (nonce) + `.` + at most 32 (kid) + `.` + 43 (tag).
+const MAX_VALUE_LEN: usize = 3 + 22 + 1 + 32 + 1 + 43;
+
+/// The device cookie's name and lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCookieConfig {
+    /// Base name (default `authkit_device`); `__Host-` is prepended when `secure` is on.
+    pub name: String,
+    /// Send `Secure` and use the `__Host-` prefix. Required in production; off only for
+    /// plain-http development on localhost.
+    pub secure: bool,
+    /// How long the browser keeps the cookie (default 365 days).
+    pub max_age: Duration,
+}
+
+impl Default for DeviceCookieConfig {
+    fn default() -> Self {
+        Self {
+            name: "authkit_device".into(),
+            secure: false,
+            max_age: Duration::from_secs(365 * 24 * 60 * 60),
+        }
+    }
+}
+
+impl DeviceCookieConfig {
+    /// The production cookie: `__Host-authkit_device`, `Secure`.
+    pub fn production() -> Self {
+        Self {
+            secure: true,
+            ..Self::default()
+        }
+    }
+
+    /// The cookie's full name.
+    pub fn full_name(&self) -> String {
+        if self.secure {
+            format!("__Host-{}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+/// One browser's identity from a verified device cookie: 32 hex characters derived from the
+/// cookie's nonce (never the cookie itself), stable for the cookie's life, usable in limiter
+/// keys and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    fn of_nonce(nonce: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update(ID_CONTEXT);
+        h.update(nonce);
+        let digest = h.finalize();
+        Self(crate::util::hex_lower(digest.get(..16).unwrap_or(&digest)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a device cookie could not be issued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceCookieError {
+    /// The random source failed.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// The signing key was refused by HMAC (cannot happen with ring keys).
+    #[error("the device cookie key is unusable")]
+    Key,
+}
+
+/// Issues and verifies device cookies with a key ring.
+#[derive(Debug, Clone)]
+pub struct DeviceCookies {
+    keys: KeyRing,
+    config: DeviceCookieConfig,
+}
+
+impl DeviceCookies {
+    /// Device cookies signed with `keys` (newest first; older keys still verify) and named by
+    /// `config`.
+    pub fn new(keys: KeyRing, config: DeviceCookieConfig) -> Self {
+        Self { keys, config }
+    }
+
+    /// The cookie's full name (`__Host-authkit_device` when secure).
+    pub fn cookie_name(&self) -> String {
+        self.config.full_name()
+    }
+
+    fn mac(key: &[u8], user: &UserId, nonce: &[u8]) -> Option<Hmac<Sha256>> {
+        let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key).ok()?;
+        mac.update(CONTEXT);
+        let user = user.as_str().as_bytes();
+        mac.update(&u64::try_from(user.len()).unwrap_or(u64::MAX).to_be_bytes());
+        mac.update(user);
+        mac.update(nonce);
+        Some(mac)
+    }
+
+    /// A new cookie value for `user`, signed with the newest key.
+    pub fn issue(
+        &self,
+        user: &UserId,
+        rng: &dyn RandomSource,
+    ) -> Result<String, DeviceCookieError> {
+        let nonce: [u8; NONCE_LEN] = random_array(rng)?;
+        let (kid, key) = self.keys.current();
+        let tag = Self::mac(key.expose(), user, &nonce)
+            .ok_or(DeviceCookieError::Key)?
+            .finalize()
+            .into_bytes();
+        Ok(format!(
+            "v1.{}.{kid}.{}",
+            URL_SAFE_NO_PAD.encode(nonce),
+            URL_SAFE_NO_PAD.encode(tag)
+        ))
+    }
+
+    /// The device behind `value` if it is a cookie issued to `user` by a key still in the ring.
+    ///
+    /// Parsing is strict (exactly four fields, canonical unpadded base64url of the exact
+    /// lengths, bounded total length) and the tag is compared in constant time.
+    pub fn verify(&self, value: &str, user: &UserId) -> Option<DeviceId> {
+        if value.len() > MAX_VALUE_LEN {
+            return None;
+        }
+        let mut parts = value.split('.');
+        let (Some("v1"), Some(nonce), Some(kid), Some(tag), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        let nonce: [u8; NONCE_LEN] = URL_SAFE_NO_PAD.decode(nonce).ok()?.try_into().ok()?;
+        let tag: [u8; TAG_LEN] = URL_SAFE_NO_PAD.decode(tag).ok()?.try_into().ok()?;
+        let key = self.keys.get(kid)?;
+        // `verify_slice` compares in constant time.
+        Self::mac(key.expose(), user, &nonce)?
+            .verify_slice(&tag)
+            .ok()
+            .map(|()| DeviceId::of_nonce(&nonce))
+    }
+
+    fn build(&self, value: String, max_age: Duration) -> Cookie<'static> {
+        let max_age =
+            cookie::time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
+        // SameSite=Strict: the cookie only matters to sign-in requests from our own pages.
+        // No Domain, Path=/: required by `__Host-`.
+        Cookie::build((self.config.full_name(), value))
+            .http_only(true)
+            .secure(self.config.secure)
+            .same_site(SameSite::Strict)
+            .path("/")
+            .max_age(max_age)
+            .build()
+    }
+
+    /// The `Set-Cookie` for a value from [`issue`](Self::issue).
+    pub fn cookie(&self, value: String) -> Cookie<'static> {
+        self.build(value, self.config.max_age)
+    }
+
+    /// A `Set-Cookie` that deletes the device cookie (`Max-Age=0`, same attributes).
+    pub fn removal_cookie(&self) -> Cookie<'static> {
+        self.build(String::new(), Duration::ZERO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SeededRandom;
+    use crate::secret::{KeyId, SecretKey};
+
+    fn ring(ids: &[(&str, u8)]) -> KeyRing {
+        KeyRing::new(
+            ids.iter()
+                .map(|(id, b)| {
+                    (
+                        KeyId::new(*id).unwrap(),
+                        SecretKey::new(vec![*b; 32]).unwrap(),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn user(s: &str) -> UserId {
+        UserId::from_stored(s.to_owned())
+    }
+
+    #[test]
+    fn round_trip_and_binding_to_the_user() {
+        let d = DeviceCookies::new(ring(&[("k1", 1)]), DeviceCookieConfig::default());
+        let rng = SeededRandom::new(7);
+        let alice = user("4a1c0e9e-0000-4000-8000-000000000001");
+        let value = d.issue(&alice, &rng).unwrap();
+        assert!(
+            value.starts_with("v1.") && value.contains(".k1."),
+            "{value}"
+        );
+        assert!(value.len() <= MAX_VALUE_LEN);
+        let id = d.verify(&value, &alice).unwrap();
+        assert_eq!(id.as_str().len(), 32);
+        assert_eq!(d.verify(&value, &alice), Some(id.clone()), "stable");
+        assert!(
+            d.verify(&value, &user("4a1c0e9e-0000-4000-8000-000000000002"))
+                .is_none()
+        );
+        // Another cookie for the same user is another device.
+        let other = d.issue(&alice, &rng).unwrap();
+        assert_ne!(d.verify(&other, &alice).unwrap(), id);
+    }
+
+    #[test]
+    fn tampered_truncated_and_malformed_values_are_refused() {
+        let d = DeviceCookies::new(ring(&[("k1", 1)]), DeviceCookieConfig::default());
+        let u = user("u-1");
+        let value = d.issue(&u, &SeededRandom::new(1)).unwrap();
+        let parts: Vec<&str> = value.split('.').collect();
+        let (nonce, tag) = (parts[1], parts[3]);
+        let flip = |s: &str| {
+            let mut b = s.as_bytes().to_vec();
+            b[0] = if b[0] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(b).unwrap()
+        };
+        let bad = [
+            String::new(),
+            "v1".into(),
+            value[..value.len() - 1].to_owned(),
+            format!("{value}."),
+            format!("{value}A"),
+            format!("v2.{nonce}.k1.{tag}"),
+            format!("v1.{}.k1.{tag}", flip(nonce)),
+            format!("v1.{nonce}.k1.{}", flip(tag)),
+            format!("v1.{nonce}.k2.{tag}"),
+            format!("v1.{nonce}=.k1.{tag}"),
+            format!("v1.{nonce}.k1.{tag}="),
+            format!("v1.{nonce}.k1.{}", &tag[..tag.len() - 4]),
+            format!("v1.{}.k1.{tag}", &nonce[..nonce.len() - 2]),
+            format!("v1.{nonce}.k1.{tag}.{tag}"),
+            format!("v1.{nonce}.{}.{tag}", "k".repeat(1000)),
+            value.replace('.', ","),
+        ];
+        for b in bad {
+            assert!(d.verify(&b, &u).is_none(), "{b}");
+        }
+        assert!(d.verify(&value, &u).is_some());
+    }
+
+    #[test]
+    fn tags_are_domain_separated_from_csrf_tokens() {
+        // Same ring, same bytes signed: the device tag must not equal a CSRF-style tag.
+        let keys = ring(&[("k1", 1)]);
+        let d = DeviceCookies::new(keys.clone(), DeviceCookieConfig::default());
+        let u = user("u-1");
+        let value = d.issue(&u, &SeededRandom::new(3)).unwrap();
+        let tag = value.rsplit('.').next().unwrap();
+        let mut plain = <Hmac<Sha256> as hmac::Mac>::new_from_slice(&[1; 32]).unwrap();
+        plain.update(u.as_str().as_bytes());
+        plain.update(
+            &URL_SAFE_NO_PAD
+                .decode(value.split('.').nth(1).unwrap())
+                .unwrap(),
+        );
+        assert_ne!(URL_SAFE_NO_PAD.encode(plain.finalize().into_bytes()), tag);
+    }
+
+    // SECURITY.md #36: an older key of the ring still verifies; a retired one does not.
+    #[test]
+    fn key_rotation() {
+        let u = user("u-1");
+        let old = DeviceCookies::new(ring(&[("k1", 1)]), DeviceCookieConfig::default());
+        let value = old.issue(&u, &SeededRandom::new(5)).unwrap();
+        let rotated =
+            DeviceCookies::new(ring(&[("k2", 2), ("k1", 1)]), DeviceCookieConfig::default());
+        assert_eq!(rotated.verify(&value, &u), old.verify(&value, &u));
+        assert!(rotated.verify(&value, &u).is_some());
+        assert!(
+            rotated
+                .issue(&u, &SeededRandom::new(6))
+                .unwrap()
+                .contains(".k2.")
+        );
+        let retired = DeviceCookies::new(ring(&[("k2", 2)]), DeviceCookieConfig::default());
+        assert!(retired.verify(&value, &u).is_none());
+        // A different key under the old id does not verify either.
+        let reused_id = DeviceCookies::new(ring(&[("k1", 9)]), DeviceCookieConfig::default());
+        assert!(reused_id.verify(&value, &u).is_none());
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let dev = DeviceCookies::new(ring(&[("k1", 1)]), DeviceCookieConfig::default());
+        let c = dev.cookie("v".into()).to_string();
+        assert_eq!(
+            c,
+            "authkit_device=v; HttpOnly; SameSite=Strict; Path=/; Max-Age=31536000"
+        );
+        let prod = DeviceCookies::new(ring(&[("k1", 1)]), DeviceCookieConfig::production());
+        assert_eq!(prod.cookie_name(), "__Host-authkit_device");
+        let c = prod.cookie("v".into()).to_string();
+        assert_eq!(
+            c,
+            "__Host-authkit_device=v; HttpOnly; SameSite=Strict; Secure; Path=/; Max-Age=31536000"
+        );
+        let gone = prod.removal_cookie().to_string();
+        assert_eq!(
+            gone,
+            "__Host-authkit_device=; HttpOnly; SameSite=Strict; Secure; Path=/; Max-Age=0"
+        );
+    }
+}
