@@ -712,8 +712,11 @@ impl Config {
                 "request quotas cannot be turned off in production",
             ));
         }
-        if self.jobs.mail_max_attempts == 0 {
-            errors.push(invalid("jobs.mail_max_attempts", "must be at least 1"));
+        if !(1..=100).contains(&self.jobs.mail_max_attempts) {
+            errors.push(invalid(
+                "jobs.mail_max_attempts",
+                "must be between 1 and 100",
+            ));
         }
         if self.jobs.mail_retry_max < self.jobs.mail_retry_base {
             errors.push(invalid(
@@ -730,11 +733,16 @@ impl Config {
         if self.audit.retention_interval.as_secs() == 0 {
             errors.push(invalid("audit.retention_interval", "must be at least 1s"));
         }
-        if self.mail.verification_ttl.as_secs() == 0 || self.mail.reset_ttl.as_secs() == 0 {
-            errors.push(invalid(
-                "mail.reset_ttl",
-                "link lifetimes must be at least 1s",
-            ));
+        if self.mail.verification_ttl.as_secs() == 0 {
+            errors.push(invalid("mail.verification_ttl", "must be at least 1s"));
+        }
+        if self.mail.reset_ttl.as_secs() == 0 {
+            errors.push(invalid("mail.reset_ttl", "must be at least 1s"));
+        }
+        if let Some(url) = &self.smtp.url
+            && let Err(e) = authkit::mail::SmtpMailer::from_url(url, &self.mail.from)
+        {
+            errors.push(invalid("smtp.url", e.to_string()));
         }
         if self.mail.reset_ttl > Duration::from_secs(24 * 3600) {
             errors.push(invalid(
@@ -780,7 +788,14 @@ impl Config {
             ));
         }
         let mut warnings = Vec::new();
-        if let Some(smtp) = &self.smtp.url {
+        // `?tls=starttls` / `?tls=required` make STARTTLS mandatory: only plain smtp:// without
+        // it sends mail (reset links) readable on the network.
+        let starttls = self
+            .smtp
+            .url
+            .as_deref()
+            .is_some_and(|u| u.contains("tls=starttls") || u.contains("tls=required"));
+        if let Some(smtp) = self.smtp.url.as_ref().filter(|_| !starttls) {
             let host = smtp
                 .strip_prefix("smtp://")
                 .map(|rest| rest.rsplit('@').next().unwrap_or(rest))

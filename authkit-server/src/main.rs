@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "authkit-server",
     version,
-    about = "Reference server for the authkit library: cookie sessions, CSRF protection and password login over a JSON API.",
+    about = "Reference server for the authkit library over a JSON API: cookie sessions, CSRF protection, password login, e-mail verification and reset (mail through a durable queue), rate limits and lockout, and an audit trail.",
     after_help = authkit_server::config::documented_variables()
 )]
 struct Cli {
@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve,
-    /// Apply database migrations and exit.
+    /// Apply database migrations (authkit's schema and the job queue's) and exit.
     Migrate,
     /// Validate the configuration (and secrets) without starting.
     CheckConfig,
@@ -105,6 +105,13 @@ async fn main() -> ExitCode {
 async fn migrate(config: &Validated) -> Result<(), StartError> {
     let store = authkit_server::open_store(config).await?;
     store.close().await;
+    // The job queue's tables (apalis, with its own migrations table) live in the same database.
+    let jobs = authkit::jobs::JobQueue::connect(
+        &config.config.database.url,
+        authkit::jobs::JobQueueOptions::default(),
+    )
+    .await?;
+    jobs.close().await;
     tracing::info!(database = %redact_url(&config.config.database.url), "migrations applied");
     Ok(())
 }

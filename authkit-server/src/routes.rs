@@ -40,26 +40,22 @@ pub(crate) async fn live() -> Json<Health> {
 #[utoipa::path(get, path = "/api/v1/health/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub(crate) async fn ready(State(app): State<App>) -> Response {
-    let ping = tokio::time::timeout(Duration::from_secs(2), app.store().ping()).await;
-    match ping {
-        Ok(Ok(())) => Json(Health { status: "ok" }).into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: database check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health { status: "down" }),
-            )
-                .into_response()
-        }
-        Err(_) => {
-            tracing::warn!("readiness: database check timed out");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health { status: "down" }),
-            )
-                .into_response()
-        }
-    }
+    // The database, and the job queue's own pool on it (mail cannot be queued without it).
+    let checks = async {
+        app.store().ping().await.map_err(|e| e.to_string())?;
+        app.jobs().ping().await.map_err(|e| e.to_string())
+    };
+    let failure = match tokio::time::timeout(Duration::from_secs(2), checks).await {
+        Ok(Ok(())) => return Json(Health { status: "ok" }).into_response(),
+        Ok(Err(e)) => e,
+        Err(_) => "timed out".to_owned(),
+    };
+    tracing::warn!(error = %failure, "readiness: dependency check failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(Health { status: "down" }),
+    )
+        .into_response()
 }
 
 /// The OpenAPI 3.1 document of the public listener.

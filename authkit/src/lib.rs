@@ -1,8 +1,9 @@
 //! # authkit
 //!
 //! Framework-agnostic auth for Rust web services, as `tower` layers and services:
-//! httpOnly cookie sessions, CSRF protection and password login (argon2id), on SQLite,
-//! PostgreSQL or memory. Tokens never travel in response bodies.
+//! httpOnly cookie sessions, CSRF protection, password login (argon2id), e-mail verification
+//! and password reset over a durable mail queue, rate limits and lockout, and an audit trail,
+//! on SQLite, PostgreSQL or memory. Tokens never travel in response bodies.
 //!
 //! ```no_run
 //! use authkit::{AuthKit, CurrentUser, secrets::LocalSecrets};
@@ -13,9 +14,13 @@
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mailer = authkit::mail::SmtpMailer::from_url("smtps://mail.example.org", "Acme <no-reply@example.org>")?;
 //! let auth = AuthKit::builder()
 //!     .database("sqlite://authkit.db?mode=rwc").await?
 //!     .secrets(LocalSecrets::new("./.authkit/secrets")).await?
+//!     // Mails are queued in the same database and sent by background workers; without a
+//!     // mailer, registration is one-step (`instant`) and no mail is sent.
+//!     .mailer(std::sync::Arc::new(mailer), authkit::mail::LinkBase::parse("https://app.example.org")?)
 //!     .build().await?;
 //! let app: Router = Router::new()
 //!     .route("/portfolio", get(portfolio))
@@ -27,7 +32,11 @@
 //! ## Parts
 //! - [`session`]: the session layer, tokens, timeouts and rotation;
 //! - [`csrf`]: Fetch Metadata / Origin checks and session-bound tokens;
-//! - [`password`]: argon2id off the executor, and the password policy;
+//! - [`password`]: argon2id off the executor, the password policy, legacy hash upgrade;
+//! - [`account`]: registration modes, e-mail verification and reset tokens, the mail outbox;
+//! - [`ratelimit`]: per-address quotas, account lockout with back-off, device cookies;
+//! - [`audit`]: the security event trail;
+//! - [`mail`], [`jobs`], [`crypto`]: mail delivery, the durable job queue, sealed payloads;
 //! - [`store`]: SQL and in-memory persistence;
 //! - [`secrets`]: where keys come from;
 //! - [`service`]: the auth endpoints and their OpenAPI description;

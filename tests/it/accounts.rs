@@ -36,6 +36,10 @@ per_store!(
     per_address_limit_answers_429_with_retry_after,
     audit_trail_records_every_action_without_secrets,
     email_variants_share_one_lockout_counter,
+    resend_sends_a_fresh_link,
+    someone_elses_pending_signup_cannot_take_the_address,
+    device_cookies_end_with_the_password,
+    notices_for_new_browsers_and_password_changes,
     legacy_hashes_sign_in_and_are_upgraded,
 );
 
@@ -741,4 +745,189 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
     mac.update(data);
     mac.finalize().into_bytes().into()
+}
+
+// `email/resend`: for the signed-in user (no body needed), or for a pending sign-up by address;
+// always 202 with the same body.
+async fn resend_sends_a_fresh_link(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else {
+        return;
+    };
+    let addr = email("resend");
+    let cookie = app.register(&addr).await;
+    app.wait_for_mails(&addr, "verification", 1).await;
+    let r = app
+        .send(Req::post("/api/v1/auth/email/resend").cookie(&cookie))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.json(), json!({"status": "accepted"}));
+    let mails = app.wait_for_mails(&addr, "verification", 2).await;
+    // Both links work until one is used; each once.
+    let r = app
+        .send(Req::post("/api/v1/auth/email/verify").json(json!({ "token": mails[1].token() })))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    // Verified now: a resend sends nothing more.
+    let r = app
+        .send(
+            Req::post("/api/v1/auth/email/resend")
+                .cookie(&cookie)
+                .json(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+
+    // Without a session, a pending verify-first sign-up gets no new link (it may be someone
+    // else's attempt, made with their password); the answer is the same 202.
+    let Some(vf) = verify_first(backend).await else {
+        return;
+    };
+    let pending = email("pending");
+    vf.send(Req::post("/api/v1/auth/register").json(creds(&pending, PASSWORD)))
+        .await;
+    vf.wait_for_mails(&pending, "verification", 1).await;
+    let unknown = email("nobody");
+    let a = vf
+        .send(Req::post("/api/v1/auth/email/resend").json(json!({ "email": pending })))
+        .await;
+    let b = vf
+        .send(Req::post("/api/v1/auth/email/resend").json(json!({ "email": unknown })))
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    same_apart_from_request_id(&a, &b);
+    vf.send(Req::post("/api/v1/auth/email/resend"))
+        .await
+        .assert_problem(400, "validation_failed");
+    // Give the (delayed, background) work time to run before checking that it sent nothing.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(vf.mails_to(&pending).len(), 1);
+    assert!(vf.mails_to(&unknown).is_empty());
+    vf.finish().await;
+    // Only two verification mails for the first address: none after it was verified.
+    assert_eq!(
+        app.mails_to(&addr)
+            .iter()
+            .filter(|m| m.kind() == "verification")
+            .count(),
+        2
+    );
+    app.finish().await;
+}
+
+// Security notices (SECURITY.md #19): a sign-in from a browser without this account's device
+// cookie, and a password change, are mailed; a known browser signs in quietly.
+async fn notices_for_new_browsers_and_password_changes(backend: Backend) {
+    let Some(app) = TestApp::new(backend).await else {
+        return;
+    };
+    let addr = email("notice");
+    app.register(&addr).await; // the first browser: no notice
+    let first = app.login(&addr, PASSWORD).await; // a browser without the cookie
+    assert_eq!(first.status, StatusCode::OK);
+    let device = first.device_cookie().unwrap();
+    let notice = app.wait_for_mail(&addr, "new_sign_in").await;
+    assert!(!notice.body.contains(PASSWORD));
+    let r = app
+        .send(
+            Req::post("/api/v1/auth/login")
+                .with_cookie(&device)
+                .json(creds(&addr, PASSWORD)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let cookie = r.session_cookie().unwrap();
+    let r = app
+        .send(
+            Req::post("/api/v1/auth/password/change")
+                .cookie(&cookie)
+                .json(json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    app.wait_for_mail(&addr, "password_changed").await;
+    // Exactly one new-sign-in notice: registration and the known browser sent none.
+    assert_eq!(
+        app.mails_to(&addr)
+            .iter()
+            .filter(|m| m.kind() == "new_sign_in")
+            .count(),
+        1
+    );
+    app.finish().await;
+}
+
+// Pre-hijacking: an attacker's pending sign-up with the victim's address (and the attacker's
+// password) dies when the victim completes their own; its link no longer works.
+async fn someone_elses_pending_signup_cannot_take_the_address(backend: Backend) {
+    let Some(app) = verify_first(backend).await else {
+        return;
+    };
+    let victim = email("owner");
+    let attacker_password = "the attacker knows this one";
+    app.send(Req::post("/api/v1/auth/register").json(creds(&victim, attacker_password)))
+        .await;
+    let attackers_link = app.wait_for_mails(&victim, "verification", 1).await[0].token();
+    app.advance(1);
+    app.send(Req::post("/api/v1/auth/register").json(creds(&victim, PASSWORD)))
+        .await;
+    let mails = app.wait_for_mails(&victim, "verification", 2).await;
+    let own_link = mails[1].token();
+    assert_ne!(own_link, attackers_link);
+    let r = app
+        .send(Req::post("/api/v1/auth/email/verify").json(json!({ "token": own_link })))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    app.send(Req::post("/api/v1/auth/email/verify").json(json!({ "token": attackers_link })))
+        .await
+        .assert_problem(400, "invalid_token");
+    app.login(&victim, attacker_password)
+        .await
+        .assert_problem(401, "invalid_credentials");
+    assert_eq!(app.login(&victim, PASSWORD).await.status, StatusCode::OK);
+    app.finish().await;
+}
+
+// A device cookie is bound to the password it was earned with: after a change, an old one no
+// longer exempts its browser from the lockout; the browser that made the change gets a new one.
+async fn device_cookies_end_with_the_password(backend: Backend) {
+    let Some(app) =
+        TestApp::with_env(backend, &[("AUTHKIT_TRUSTED_PROXIES", "127.0.0.1/32")]).await
+    else {
+        return;
+    };
+    let addr = email("devices");
+    app.register(&addr).await;
+    let old_browser = app.send(login_from(&addr, PASSWORD, "198.51.100.1")).await;
+    let old_device = old_browser.device_cookie().unwrap();
+    let changer = app.send(login_from(&addr, PASSWORD, "198.51.100.2")).await;
+    let r = app
+        .send(
+            Req::post("/api/v1/auth/password/change")
+                .peer("127.0.0.1")
+                .header("x-forwarded-for", "198.51.100.2")
+                .cookie(&changer.session_cookie().unwrap())
+                .json(json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let new_device = r
+        .device_cookie()
+        .expect("a fresh device cookie for the new password");
+    for i in 0..5 {
+        app.send(login_from(
+            &addr,
+            "wrong guess number three",
+            &format!("203.0.113.{}", i + 1),
+        ))
+        .await
+        .assert_problem(401, "invalid_credentials");
+    }
+    app.send(login_from(&addr, NEW_PASSWORD, "198.51.100.1").with_cookie(&old_device))
+        .await
+        .assert_problem(401, "invalid_credentials");
+    let r = app
+        .send(login_from(&addr, NEW_PASSWORD, "198.51.100.2").with_cookie(&new_device))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    app.finish().await;
 }

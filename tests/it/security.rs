@@ -357,12 +357,23 @@ async fn production_profile_uses_host_prefixed_secure_cookies() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let set = r.set_cookies().join("\n");
-    assert!(set.starts_with("__Host-authkit_session="), "{set}");
+    let cookies = r.set_cookies();
+    let set = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-authkit_session="))
+        .unwrap_or_else(|| panic!("{cookies:?}"));
     for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
         assert!(set.contains(attr), "missing {attr}: {set}");
     }
-    assert!(!set.contains("Domain"));
+    // The device cookie too: `__Host-`, Secure, HttpOnly, Strict.
+    let device = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-authkit_device="))
+        .unwrap_or_else(|| panic!("{cookies:?}"));
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(device.contains(attr), "missing {attr}: {device}");
+    }
+    assert!(cookies.iter().all(|c| !c.contains("Domain")));
     let hsts = r.header("strict-transport-security").unwrap();
     assert!(hsts.contains("max-age=63072000") && hsts.contains("includeSubDomains"));
     app.finish().await;

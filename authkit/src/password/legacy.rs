@@ -24,12 +24,15 @@ use super::phc::Argon2Phc;
 
 /// bcrypt reads at most this many bytes of a password; longer passwords never match.
 pub const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
-/// Highest bcrypt cost accepted from a stored hash (2^16 rounds, seconds of CPU).
-pub const MAX_BCRYPT_COST: u32 = 16;
+/// Highest bcrypt cost accepted from a stored hash (2^13 rounds, about half a second). Every
+/// check of such a hash costs that CPU on a bounded hashing thread, so the cap limits how much
+/// an attacker's guesses against imported accounts can amplify (argon2id here: ~20 ms).
+pub const MAX_BCRYPT_COST: u32 = 13;
 /// Lowest bcrypt cost that exists (the format's own floor).
 const MIN_BCRYPT_COST: u32 = 4;
 /// Most PBKDF2-SHA256 work accepted from a stored hash: iterations × 32-byte output blocks.
-pub const MAX_PBKDF2_WORK: u64 = 10_000_000;
+/// Django 5.2's default (1 000 000 iterations) fits; about a quarter of a second of CPU.
+pub const MAX_PBKDF2_WORK: u64 = 1_200_000;
 /// Longest stored string considered at all: every supported form is far shorter.
 const MAX_STORED_LEN: usize = 512;
 /// Salt length bounds (bytes) for PBKDF2 hashes.
@@ -418,12 +421,12 @@ mod tests {
     #[test]
     fn bcrypt_costs_outside_the_limits_are_refused() {
         let tail = "P9UdwfeZwAmSwLFXtORG7O/QGRHg0yAgzwSY/18kDBctcvXweqti6";
-        for cost in ["03", "17", "20", "31", "99", "5", "005", "+5", "-5"] {
+        for cost in ["03", "14", "17", "20", "31", "99", "5", "005", "+5", "-5"] {
             let stored = format!("$2b${cost}${tail}");
             assert_eq!(LegacyHash::parse(&stored), None, "{stored}");
             assert_eq!(HashKind::identify(&stored), None, "{stored}");
         }
-        assert!(LegacyHash::parse(&format!("$2b$16${tail}")).is_some());
+        assert!(LegacyHash::parse(&format!("$2b$13${tail}")).is_some());
         assert!(LegacyHash::parse(&format!("$2b$04${tail}")).is_some());
     }
 
@@ -473,12 +476,12 @@ mod tests {
         let salt = "c2FsdA";
         let h32 = STANDARD_NO_PAD.encode([7u8; 32]);
         let h64 = STANDARD_NO_PAD.encode([7u8; 64]);
-        let ok = format!("$pbkdf2-sha256$i=10000000${salt}${h32}");
+        let ok = format!("$pbkdf2-sha256$i=1200000${salt}${h32}");
         assert!(LegacyHash::parse(&ok).is_some());
         for bad in [
-            format!("$pbkdf2-sha256$i=10000001${salt}${h32}"),
+            format!("$pbkdf2-sha256$i=1200001${salt}${h32}"),
             // 64 bytes are two blocks: twice the work.
-            format!("$pbkdf2-sha256$i=5000001,l=64${salt}${h64}"),
+            format!("$pbkdf2-sha256$i=600001,l=64${salt}${h64}"),
             format!("$pbkdf2-sha256$i=0${salt}${h32}"),
             format!("$pbkdf2-sha256$i=+100${salt}${h32}"),
             format!("$pbkdf2-sha256$i=4294967296${salt}${h32}"),
@@ -494,10 +497,10 @@ mod tests {
             format!("$pbkdf2-sha256$i=1000${salt}=${h32}"),
             format!("$pbkdf2-sha256$i=1000${salt}${h32}$"),
             format!("$pbkdf2-sha256$i=1000${salt}"),
-            format!("$pbkdf2-sha256$10000001${salt}${h32}"),
+            format!("$pbkdf2-sha256$1200001${salt}${h32}"),
             format!("$pbkdf2-sha256$1000${salt}${h64}"),
             format!(
-                "pbkdf2_sha256$10000001$seasalt${}",
+                "pbkdf2_sha256$1200001$seasalt${}",
                 STANDARD.encode([7u8; 32])
             ),
             format!("pbkdf2_sha256$0$seasalt${}", STANDARD.encode([7u8; 32])),

@@ -1,16 +1,21 @@
 //! Device cookies (OWASP "Slow Down Online Guessing Attacks with Device Cookies").
 //!
 //! After a successful sign-in, the browser receives a cookie that proves "this browser has
-//! signed in to this account before". Its value is
-//! `v1.<nonce>.<kid>.<tag>` where `nonce` is 128 random bits, `kid` the id of the signing key
-//! and `tag = HMAC-SHA256(key, "authkit-device-v1" ‖ len(user id) ‖ user id ‖ nonce)`, all
-//! base64url without padding. The context string keeps these tags apart from every other
-//! HMAC made with the same key ring (CSRF tokens use `authkit-csrf-v1`); the length prefix
-//! keeps the user id and the nonce from running into each other.
+//! signed in to this account, with its current password, recently". Its value is
+//! `v2.<iat>.<nonce>.<kid>.<tag>` where `iat` is the issue time (Unix seconds), `nonce` 128
+//! random bits, `kid` the id of the signing key and
+//! `tag = HMAC-SHA256(key, "authkit-device-v2" ‖ len(user id) ‖ user id ‖
+//! SHA-256(credentials) ‖ iat ‖ nonce)`, binary parts base64url without padding. The context
+//! string keeps these tags apart from every other HMAC made with the same key ring (CSRF
+//! tokens use `authkit-csrf-v1`); the length prefix keeps the user id from running into what
+//! follows.
 //!
-//! Nothing is stored server side: a cookie is valid for a user when its tag verifies under a
-//! key still in the ring, so retiring a key invalidates the cookies it signed (MISSION.md
-//! "Keys"). A browser presenting a valid cookie for the account it signs in to is counted
+//! Nothing is stored server side. A cookie is valid for a user when its tag verifies under a
+//! key still in the ring (retiring a key invalidates the cookies it signed, MISSION.md "Keys"),
+//! it is younger than its maximum age (checked by the server, not left to the browser), and it
+//! was issued under the user's current credentials: the caller passes the stored password
+//! hash, so a password change or reset (new hash, new salt) ends every device cookie issued
+//! before, and an attacker who once knew the old password keeps no exemption from the lockout. A browser presenting a valid cookie for the account it signs in to is counted
 //! under its own [`LockoutKey::device`](super::LockoutKey::device) instead of the account's
 //! counter.
 
@@ -23,16 +28,19 @@ use cookie::{Cookie, SameSite};
 use hmac::{Hmac, Mac as _};
 use sha2::{Digest as _, Sha256};
 
+use crate::clock::Timestamp;
 use crate::rng::{RandomError, RandomSource, random_array};
 use crate::secret::KeyRing;
 use crate::user::UserId;
 
-const CONTEXT: &[u8] = b"authkit-device-v1";
+const CONTEXT: &[u8] = b"authkit-device-v2";
 const ID_CONTEXT: &[u8] = b"authkit-device-id-v1";
 const NONCE_LEN: usize = 16;
 const TAG_LEN: usize = 32;
-/// `v1.` + 22 (nonce) + `.` + at most 32 (kid) + `.` + 43 (tag).
-const MAX_VALUE_LEN: usize = 3 + 22 + 1 + 32 + 1 + 43;
+/// `v2.` + at most 19 (iat) + `.` + 22 (nonce) + `.` + at most 32 (kid) + `.` + 43 (tag).
+const MAX_VALUE_LEN: usize = 3 + 19 + 1 + 22 + 1 + 32 + 1 + 43;
+/// Issue times this far in the future are tolerated (instances' clocks differ a little).
+const CLOCK_SKEW_SECS: i64 = 60;
 
 /// The device cookie's name and lifetime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,45 +141,67 @@ impl DeviceCookies {
         self.config.full_name()
     }
 
-    fn mac(key: &[u8], user: &UserId, nonce: &[u8]) -> Option<Hmac<Sha256>> {
+    fn mac(
+        key: &[u8],
+        user: &UserId,
+        credentials: &str,
+        iat: i64,
+        nonce: &[u8],
+    ) -> Option<Hmac<Sha256>> {
         let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(key).ok()?;
         mac.update(CONTEXT);
         let user = user.as_str().as_bytes();
         mac.update(&u64::try_from(user.len()).unwrap_or(u64::MAX).to_be_bytes());
         mac.update(user);
+        mac.update(&Sha256::digest(credentials.as_bytes()));
+        mac.update(&iat.to_be_bytes());
         mac.update(nonce);
         Some(mac)
     }
 
-    /// A new cookie value for `user`, signed with the newest key.
+    /// A new cookie value for `user`, signed with the newest key, bound to `credentials` (the
+    /// user's stored password hash, or `""` for an account without one) and issued at `now`.
     pub fn issue(
         &self,
         user: &UserId,
+        credentials: &str,
+        now: Timestamp,
         rng: &dyn RandomSource,
     ) -> Result<String, DeviceCookieError> {
         let nonce: [u8; NONCE_LEN] = random_array(rng)?;
         let (kid, key) = self.keys.current();
-        let tag = Self::mac(key.expose(), user, &nonce)
+        let iat = now.unix_seconds();
+        let tag = Self::mac(key.expose(), user, credentials, iat, &nonce)
             .ok_or(DeviceCookieError::Key)?
             .finalize()
             .into_bytes();
         Ok(format!(
-            "v1.{}.{kid}.{}",
+            "v2.{iat}.{}.{kid}.{}",
             URL_SAFE_NO_PAD.encode(nonce),
             URL_SAFE_NO_PAD.encode(tag)
         ))
     }
 
-    /// The device behind `value` if it is a cookie issued to `user` by a key still in the ring.
+    /// The device behind `value` if it is a cookie issued to `user` under `credentials` (as
+    /// passed to [`issue`](Self::issue)), by a key still in the ring, no longer ago than the
+    /// configured maximum age.
     ///
-    /// Parsing is strict (exactly four fields, canonical unpadded base64url of the exact
-    /// lengths, bounded total length) and the tag is compared in constant time.
-    pub fn verify(&self, value: &str, user: &UserId) -> Option<DeviceId> {
+    /// Parsing is strict (exactly five fields, a plain decimal time, canonical unpadded
+    /// base64url of the exact lengths, bounded total length) and the tag is compared in
+    /// constant time.
+    pub fn verify(
+        &self,
+        value: &str,
+        user: &UserId,
+        credentials: &str,
+        now: Timestamp,
+    ) -> Option<DeviceId> {
         if value.len() > MAX_VALUE_LEN {
             return None;
         }
         let mut parts = value.split('.');
-        let (Some("v1"), Some(nonce), Some(kid), Some(tag), None) = (
+        let (Some("v2"), Some(iat), Some(nonce), Some(kid), Some(tag), None) = (
+            parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
@@ -180,11 +210,25 @@ impl DeviceCookies {
         ) else {
             return None;
         };
+        // Canonical decimal only: one signed value has exactly one text.
+        if iat.is_empty()
+            || iat.len() > 19
+            || (iat.len() > 1 && iat.starts_with('0'))
+            || !iat.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let iat: i64 = iat.parse().ok()?;
+        let age = now.unix_seconds().checked_sub(iat)?;
+        let max_age = i64::try_from(self.config.max_age.as_secs()).unwrap_or(i64::MAX);
+        if age > max_age || age < -CLOCK_SKEW_SECS {
+            return None;
+        }
         let nonce: [u8; NONCE_LEN] = URL_SAFE_NO_PAD.decode(nonce).ok()?.try_into().ok()?;
         let tag: [u8; TAG_LEN] = URL_SAFE_NO_PAD.decode(tag).ok()?.try_into().ok()?;
         let key = self.keys.get(kid)?;
         // `verify_slice` compares in constant time.
-        Self::mac(key.expose(), user, &nonce)?
+        Self::mac(key.expose(), user, credentials, iat, &nonce)?
             .verify_slice(&tag)
             .ok()
             .map(|()| DeviceId::of_nonce(&nonce))
@@ -239,36 +283,60 @@ mod tests {
         UserId::from_stored(s.to_owned())
     }
 
+    const CRED: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+    const NOW: Timestamp = Timestamp::from_unix_seconds(1_800_000_000);
+
     #[test]
     fn round_trip_and_binding_to_the_user() {
         let d = DeviceCookies::new(ring(&[("k1", 1)]), DeviceCookieConfig::default());
         let rng = SeededRandom::new(7);
         let alice = user("4a1c0e9e-0000-4000-8000-000000000001");
-        let value = d.issue(&alice, &rng).unwrap();
+        let value = d.issue(&alice, CRED, NOW, &rng).unwrap();
         assert!(
-            value.starts_with("v1.") && value.contains(".k1."),
+            value.starts_with("v2.1800000000.") && value.contains(".k1."),
             "{value}"
         );
         assert!(value.len() <= MAX_VALUE_LEN);
-        let id = d.verify(&value, &alice).unwrap();
+        let id = d.verify(&value, &alice, CRED, NOW).unwrap();
         assert_eq!(id.as_str().len(), 32);
-        assert_eq!(d.verify(&value, &alice), Some(id.clone()), "stable");
-        assert!(
-            d.verify(&value, &user("4a1c0e9e-0000-4000-8000-000000000002"))
-                .is_none()
+        assert_eq!(
+            d.verify(&value, &alice, CRED, NOW),
+            Some(id.clone()),
+            "stable"
         );
+        let bob = user("4a1c0e9e-0000-4000-8000-000000000002");
+        assert!(d.verify(&value, &bob, CRED, NOW).is_none());
         // Another cookie for the same user is another device.
-        let other = d.issue(&alice, &rng).unwrap();
-        assert_ne!(d.verify(&other, &alice).unwrap(), id);
+        let other = d.issue(&alice, CRED, NOW, &rng).unwrap();
+        assert_ne!(d.verify(&other, &alice, CRED, NOW).unwrap(), id);
+    }
+
+    #[test]
+    fn a_new_password_or_old_age_ends_the_cookie() {
+        let d = DeviceCookies::new(ring(&[("k1", 1)]), DeviceCookieConfig::default());
+        let u = user("u-1");
+        let value = d.issue(&u, CRED, NOW, &SeededRandom::new(2)).unwrap();
+        assert!(d.verify(&value, &u, "$argon2id$other", NOW).is_none());
+        assert!(d.verify(&value, &u, "", NOW).is_none());
+        let year = Duration::from_secs(365 * 24 * 3600);
+        assert!(
+            d.verify(&value, &u, CRED, NOW.saturating_add(year))
+                .is_some()
+        );
+        let later = NOW.saturating_add(year + Duration::from_secs(1));
+        assert!(d.verify(&value, &u, CRED, later).is_none());
+        // Issued in the future (beyond the skew): refused.
+        let early = NOW.saturating_sub(Duration::from_secs(61));
+        assert!(d.verify(&value, &u, CRED, early).is_none());
     }
 
     #[test]
     fn tampered_truncated_and_malformed_values_are_refused() {
         let d = DeviceCookies::new(ring(&[("k1", 1)]), DeviceCookieConfig::default());
         let u = user("u-1");
-        let value = d.issue(&u, &SeededRandom::new(1)).unwrap();
+        let value = d.issue(&u, CRED, NOW, &SeededRandom::new(1)).unwrap();
         let parts: Vec<&str> = value.split('.').collect();
-        let (nonce, tag) = (parts[1], parts[3]);
+        let (iat, nonce, tag) = (parts[1], parts[2], parts[4]);
         let flip = |s: &str| {
             let mut b = s.as_bytes().to_vec();
             b[0] = if b[0] == b'A' { b'B' } else { b'A' };
@@ -276,26 +344,30 @@ mod tests {
         };
         let bad = [
             String::new(),
-            "v1".into(),
+            "v2".into(),
             value[..value.len() - 1].to_owned(),
             format!("{value}."),
             format!("{value}A"),
-            format!("v2.{nonce}.k1.{tag}"),
-            format!("v1.{}.k1.{tag}", flip(nonce)),
-            format!("v1.{nonce}.k1.{}", flip(tag)),
-            format!("v1.{nonce}.k2.{tag}"),
-            format!("v1.{nonce}=.k1.{tag}"),
-            format!("v1.{nonce}.k1.{tag}="),
-            format!("v1.{nonce}.k1.{}", &tag[..tag.len() - 4]),
-            format!("v1.{}.k1.{tag}", &nonce[..nonce.len() - 2]),
-            format!("v1.{nonce}.k1.{tag}.{tag}"),
-            format!("v1.{nonce}.{}.{tag}", "k".repeat(1000)),
+            format!("v1.{iat}.{nonce}.k1.{tag}"),
+            format!("v2.{}.{nonce}.k1.{tag}", 1_800_000_001),
+            format!("v2.+{iat}.{nonce}.k1.{tag}"),
+            format!("v2.0{iat}.{nonce}.k1.{tag}"),
+            format!("v2..{nonce}.k1.{tag}"),
+            format!("v2.{iat}.{}.k1.{tag}", flip(nonce)),
+            format!("v2.{iat}.{nonce}.k1.{}", flip(tag)),
+            format!("v2.{iat}.{nonce}.k2.{tag}"),
+            format!("v2.{iat}.{nonce}=.k1.{tag}"),
+            format!("v2.{iat}.{nonce}.k1.{tag}="),
+            format!("v2.{iat}.{nonce}.k1.{}", &tag[..tag.len() - 4]),
+            format!("v2.{iat}.{}.k1.{tag}", &nonce[..nonce.len() - 2]),
+            format!("v2.{iat}.{nonce}.k1.{tag}.{tag}"),
+            format!("v2.{iat}.{nonce}.{}.{tag}", "k".repeat(1000)),
             value.replace('.', ","),
         ];
         for b in bad {
-            assert!(d.verify(&b, &u).is_none(), "{b}");
+            assert!(d.verify(&b, &u, CRED, NOW).is_none(), "{b}");
         }
-        assert!(d.verify(&value, &u).is_some());
+        assert!(d.verify(&value, &u, CRED, NOW).is_some());
     }
 
     #[test]
@@ -304,13 +376,13 @@ mod tests {
         let keys = ring(&[("k1", 1)]);
         let d = DeviceCookies::new(keys.clone(), DeviceCookieConfig::default());
         let u = user("u-1");
-        let value = d.issue(&u, &SeededRandom::new(3)).unwrap();
+        let value = d.issue(&u, CRED, NOW, &SeededRandom::new(3)).unwrap();
         let tag = value.rsplit('.').next().unwrap();
         let mut plain = <Hmac<Sha256> as hmac::Mac>::new_from_slice(&[1; 32]).unwrap();
         plain.update(u.as_str().as_bytes());
         plain.update(
             &URL_SAFE_NO_PAD
-                .decode(value.split('.').nth(1).unwrap())
+                .decode(value.split('.').nth(2).unwrap())
                 .unwrap(),
         );
         assert_ne!(URL_SAFE_NO_PAD.encode(plain.finalize().into_bytes()), tag);
@@ -321,22 +393,25 @@ mod tests {
     fn key_rotation() {
         let u = user("u-1");
         let old = DeviceCookies::new(ring(&[("k1", 1)]), DeviceCookieConfig::default());
-        let value = old.issue(&u, &SeededRandom::new(5)).unwrap();
+        let value = old.issue(&u, CRED, NOW, &SeededRandom::new(5)).unwrap();
         let rotated =
             DeviceCookies::new(ring(&[("k2", 2), ("k1", 1)]), DeviceCookieConfig::default());
-        assert_eq!(rotated.verify(&value, &u), old.verify(&value, &u));
-        assert!(rotated.verify(&value, &u).is_some());
+        assert_eq!(
+            rotated.verify(&value, &u, CRED, NOW),
+            old.verify(&value, &u, CRED, NOW)
+        );
+        assert!(rotated.verify(&value, &u, CRED, NOW).is_some());
         assert!(
             rotated
-                .issue(&u, &SeededRandom::new(6))
+                .issue(&u, CRED, NOW, &SeededRandom::new(6))
                 .unwrap()
                 .contains(".k2.")
         );
         let retired = DeviceCookies::new(ring(&[("k2", 2)]), DeviceCookieConfig::default());
-        assert!(retired.verify(&value, &u).is_none());
+        assert!(retired.verify(&value, &u, CRED, NOW).is_none());
         // A different key under the old id does not verify either.
         let reused_id = DeviceCookies::new(ring(&[("k1", 9)]), DeviceCookieConfig::default());
-        assert!(reused_id.verify(&value, &u).is_none());
+        assert!(reused_id.verify(&value, &u, CRED, NOW).is_none());
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub(crate) fn flow_of(method: &Method, path: &str) -> Option<Flow> {
         _ => path,
     };
     match path {
-        "/login" | "/reauthenticate" => Some(Flow::Login),
+        // Every route that checks a password: a stolen session must not be a password oracle.
+        "/login" | "/reauthenticate" | "/password/change" => Some(Flow::Login),
         "/register" => Some(Flow::Register),
         "/password/forgot" | "/password/reset" => Some(Flow::PasswordReset),
         "/email/verify" | "/email/resend" => Some(Flow::EmailVerification),
@@ -123,7 +124,19 @@ where
         let check = flow_of(req.method(), req.uri().path()).and_then(|flow| {
             let quota = self.config.flow(flow).per_client?;
             let Some(ip) = client_ip(&req) else {
-                tracing::debug!(flow = %flow, "no client address: per-address limit skipped");
+                // Once per process at warn (a misconfiguration: no ConnectInfo or ClientIp),
+                // then at debug, so that the log is not flooded.
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::debug!(flow = %flow, "no client address: per-address limit skipped");
+                } else {
+                    tracing::warn!(
+                        flow = %flow,
+                        "no client address on a rate-limited route: per-address limits are skipped; \
+                         serve with ConnectInfo<SocketAddr> or insert authkit::ClientIp"
+                    );
+                }
                 return None;
             };
             Some((flow, ip, quota))
@@ -336,7 +349,6 @@ mod tests {
             assert_eq!(status(&h, Method::GET, "/login", ip).await, 200);
             assert_eq!(status(&h, Method::GET, "/session", ip).await, 200);
             assert_eq!(status(&h, Method::POST, "/logout", ip).await, 200);
-            assert_eq!(status(&h, Method::POST, "/password/change", ip).await, 200);
             assert_eq!(status(&h, Method::PUT, "/register", ip).await, 200);
         }
     }

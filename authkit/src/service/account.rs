@@ -16,7 +16,7 @@ use super::dto::{
 };
 use super::error::ApiError;
 use super::handlers::{FullSession, PendingRehash, parse_email, user_session, verify_password};
-use super::json::JsonBody;
+use super::json::{JsonBody, MaybeJsonBody};
 use crate::account::{OneTimeToken, RegistrationMode};
 use crate::audit::{AuditActor, AuditEventType, NewAuditEvent};
 use crate::error::ErrorCode;
@@ -130,14 +130,20 @@ pub(crate) async fn password_attempt(
     user: Option<&UserRecord>,
     password: &SecretString,
 ) -> ApiResult<Attempt> {
+    // A device cookie counts only for the account it was issued to, under its current
+    // password, within its maximum age.
     let device = user.and_then(|u| {
         let value = jar.get(&state.devices.cookie_name())?;
-        state.devices.verify(value.value(), &u.id)
+        state.devices.verify(
+            value.value(),
+            &u.id,
+            u.password_hash.as_deref().unwrap_or(""),
+            state.clock.now(),
+        )
     });
-    let account_key = LockoutKey::account(Flow::Login, email);
     let key = match &device {
         Some(d) => LockoutKey::device(Flow::Login, email, d),
-        None => account_key.clone(),
+        None => LockoutKey::account(Flow::Login, email),
     };
     let decision = state
         .limiter
@@ -170,7 +176,9 @@ pub(crate) async fn password_attempt(
     let checked = verify_password(state, user, password).await?;
     if !checked.ok {
         state.audit(failed("invalid_credentials")).await;
-        if locks_now && user_id.is_some() {
+        // Also for unknown addresses (without a user): the same writes whether or not the
+        // account exists (SECURITY.md #20).
+        if locks_now {
             let scope = if device.is_some() {
                 "device"
             } else {
@@ -194,12 +202,11 @@ pub(crate) async fn password_attempt(
             rehash: None,
         });
     }
-    // A proven password ends the run of consecutive failures, on the device key and on the
-    // account key alike.
-    for k in [&key, &account_key] {
-        if let Err(error) = state.limiter.attempt_succeeded(k).await {
-            tracing::error!(%error, "could not reset the lockout counter");
-        }
+    // A proven password ends the run of consecutive failures of the counter it was counted
+    // on. A known browser's success leaves the account's counter alone: otherwise each of the
+    // owner's routine sign-ins would hand an attacker a fresh set of free guesses.
+    if let Err(error) = state.limiter.attempt_succeeded(&key).await {
+        tracing::error!(%error, "could not reset the lockout counter");
     }
     Ok(Attempt {
         ok: user.is_some(),
@@ -208,19 +215,30 @@ pub(crate) async fn password_attempt(
     })
 }
 
-/// After a successful sign-in: a fresh device cookie, and a notice if this browser was new.
+/// Sets a fresh device cookie for `user`, bound to the user's current password hash.
+pub(crate) fn issue_device_cookie(state: &AuthState, jar: &Cookies, user: &UserRecord) {
+    let credentials = user.password_hash.as_deref().unwrap_or("");
+    match state
+        .devices
+        .issue(&user.id, credentials, state.clock.now(), state.rng.as_ref())
+    {
+        Ok(value) => jar.add(state.devices.cookie(value)),
+        Err(error) => tracing::error!(%error, "could not issue a device cookie"),
+    }
+}
+
+/// After a full session was issued: a fresh device cookie, and a notice if this browser was
+/// new. Never before the session exists (a login that fails after the password check, or
+/// stops at the second factor, earns neither).
 pub(crate) async fn after_sign_in(
     state: &AuthState,
     jar: &Cookies,
     actor: &AuditActor,
     user: &UserRecord,
-    known_device: bool,
+    notify_new_device: bool,
 ) {
-    match state.devices.issue(&user.id, state.rng.as_ref()) {
-        Ok(value) => jar.add(state.devices.cookie(value)),
-        Err(error) => tracing::error!(%error, "could not issue a device cookie"),
-    }
-    if !known_device
+    issue_device_cookie(state, jar, user);
+    if notify_new_device
         && state.accounts.notify_new_sign_in
         && let Some(templates) = &state.templates
     {
@@ -307,7 +325,9 @@ where
 ///
 /// Both paths do the same work before answering (one argon2 hash, one token row, one queued
 /// mail), so neither the body nor the timing tells whether the address is taken
-/// (SECURITY.md #20), and the 202 means the mail is durably queued. For a taken address the
+/// (SECURITY.md #20); when the 202 leaves, the mail is in the durable queue (a failure to queue
+/// is logged and answered the same way, since an error only for free addresses would reveal
+/// the taken ones). For a taken address the
 /// owner gets a notice without a link, and the token row (which no mail carries) just
 /// expires.
 pub(crate) async fn register_verify_first(
@@ -428,6 +448,7 @@ pub(crate) async fn verify_email(
         let s = session
             .login(&user.id, Aal::Aal1, user.password_hash.as_deref())
             .await?;
+        // The account's first browser: a device cookie, but no "new sign-in" notice.
         after_sign_in(&state, &jar, &actor, &user, false).await;
         return Ok((StatusCode::CREATED, Json(user_session(&user, &s))).into_response());
     }
@@ -451,9 +472,10 @@ pub(crate) async fn verify_email(
 }
 
 /// Send the verification link again: for the signed-in user's address, or (without a
-/// session) for a pending sign-up of `{email}`.
+/// session) for the account with `{email}` if it is not verified yet. A pending verify-first
+/// sign-up gets no new link (it may be someone else's attempt): register again instead.
 #[utoipa::path(
-    post, path = "/email/resend", tag = "account", request_body(content = ResendBody, description = "`{email}` when not signed in; `{}` or no `email` when signed in"),
+    post, path = "/email/resend", tag = "account", request_body(content = ResendBody, description = "`{email}` when not signed in; no body (or `{}`) when signed in"),
     responses(
         (status = 202, description = "Accepted (also when nothing was sent: the answer never says whether an address has an account)", body = StatusView),
         (status = 400, description = "`validation_failed`", body = crate::Problem, content_type = "application/problem+json"),
@@ -464,7 +486,7 @@ pub(crate) async fn verify_email(
 pub(crate) async fn resend_verification(
     State(state): State<AuthState>,
     session: Session,
-    JsonBody(body): JsonBody<ResendBody>,
+    MaybeJsonBody(body): MaybeJsonBody<ResendBody>,
 ) -> ApiResult {
     if session.pending().is_some() {
         return Err(ApiError::new(ErrorCode::MfaRequired));
@@ -492,7 +514,7 @@ pub(crate) async fn resend_verification(
         return Ok(accepted());
     }
     let raw = body
-        .email
+        .and_then(|b| b.email)
         .ok_or_else(|| ApiError::validation("`email` is required when not signed in"))?;
     let email = parse_email(&raw)?;
     let st = state.clone();
@@ -503,20 +525,10 @@ pub(crate) async fn resend_verification(
         {
             return Ok(());
         }
-        let now = st.clock.now();
-        if let Some(pending) = st.store.latest_registration(&email, now).await? {
-            // Only while the address is still free: a taken address gets no new sign-up link.
-            if st.store.user_by_email(&email).await?.is_none() {
-                send_verification(
-                    &st,
-                    TokenPurpose::Registration,
-                    None,
-                    &pending.email,
-                    pending.password_hash,
-                )
-                .await?;
-            }
-        } else if let Some(user) = st.store.user_by_email(&email).await?
+        // Only an existing account's address gets a new link. A pending sign-up does not: the
+        // newest one for an address may be someone else's, made with their password, and a
+        // link to it would hand them the account (pre-hijacking). Its owner registers again.
+        if let Some(user) = st.store.user_by_email(&email).await?
             && !user.email_verified
         {
             send_verification(
@@ -632,8 +644,19 @@ pub(crate) async fn reset_password(
     {
         tracing::error!(%error, "could not clear the lockout after a reset");
     }
-    // The request's own session (if any) was among those revoked: drop its cookie too.
-    session.logout().await?;
+    // If this browser was signed in to the same account, its session was among those just
+    // deleted: drop the cookie too. Another account's session is none of this request's
+    // business, and the reset is committed: a failure here is logged, not answered.
+    let own = session
+        .authenticated()
+        .ok()
+        .map(|s| s.user_id().clone())
+        .or_else(|| session.pending().map(|p| p.user_id().clone()));
+    if own.as_ref() == Some(&user.id)
+        && let Err(error) = session.logout().await
+    {
+        tracing::warn!(%error, "could not clear the session cookie after a reset");
+    }
     notify_password_changed(&state, &user.email, actor.ip.clone()).await;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(

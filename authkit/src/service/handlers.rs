@@ -8,8 +8,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use super::AuthState;
 use super::account::{
-    Jar, after_instant_registration, after_sign_in, notify_password_changed, password_attempt,
-    register_verify_first, verify_first,
+    Jar, after_instant_registration, after_sign_in, issue_device_cookie, notify_password_changed,
+    password_attempt, register_verify_first, verify_first,
 };
 use super::dto::{
     ChangePassword, Credentials, CsrfTokenView, MfaRequired, Reauthenticate, SessionList,
@@ -204,6 +204,7 @@ pub(crate) async fn register(
         Err(e) => return Err(e.into()),
     };
     let s = session.login(&user.id, Aal::Aal1, None).await?;
+    // The account's first browser: a device cookie, but no "new sign-in" notice.
     after_sign_in(&state, &jar, &session.client().actor(), &user, false).await;
     after_instant_registration(&state, &user).await;
     Ok((StatusCode::CREATED, Json(user_session(&user, &s))).into_response())
@@ -234,12 +235,12 @@ pub(crate) async fn login(
     let (true, Some(user)) = (attempt.ok, user) else {
         return Err(ApiError::new(ErrorCode::InvalidCredentials));
     };
-    after_sign_in(&state, &jar, &actor, &user, attempt.known_device).await;
     let rehash = attempt.rehash;
     if user.mfa_enabled {
         session
             .begin_pending(&user.id, user.password_hash.as_deref())
             .await?;
+        // The device cookie and the new-sign-in notice wait for the second factor.
         if let Some(r) = rehash {
             r.start();
         }
@@ -252,6 +253,7 @@ pub(crate) async fn login(
     let s = session
         .login(&user.id, Aal::Aal1, user.password_hash.as_deref())
         .await?;
+    after_sign_in(&state, &jar, &actor, &user, !attempt.known_device).await;
     if let Some(r) = rehash {
         r.start();
     }
@@ -467,15 +469,23 @@ pub(crate) async fn reauthenticate(
 pub(crate) async fn change_password(
     State(state): State<AuthState>,
     FullSession { session, current }: FullSession,
+    Jar(jar): Jar,
     JsonBody(body): JsonBody<ChangePassword>,
 ) -> ApiResult {
     check_max_length(&state, &body.current_password, "current_password")?;
     let user = load_user(&state, &session, current.user_id()).await?;
-    // No rehash here: the hash is replaced below anyway.
-    if !verify_password(&state, Some(&user), &body.current_password)
-        .await?
-        .ok
-    {
+    // Under the sign-in lockout, like `reauthenticate`. No rehash: the hash is replaced below.
+    let actor = session.client().actor();
+    let attempt = password_attempt(
+        &state,
+        &jar,
+        &actor,
+        &user.email,
+        Some(&user),
+        &body.current_password,
+    )
+    .await?;
+    if !attempt.ok {
         return Err(ApiError::new(ErrorCode::InvalidCredentials));
     }
     state
@@ -490,7 +500,17 @@ pub(crate) async fn change_password(
     // session ended, and this one under a new id (a privilege change, SECURITY.md #9).
     session.password_changed(&current, verified, &phc).await?;
     state.users.invalidate(&user.id).await;
-    notify_password_changed(&state, &user.email, session.client().actor().ip).await;
+    // The browser that proved the old password and chose the new one stays a known device
+    // (device cookies are bound to the password hash, so all others end here).
+    issue_device_cookie(
+        &state,
+        &jar,
+        &UserRecord {
+            password_hash: Some(phc),
+            ..user.clone()
+        },
+    );
+    notify_password_changed(&state, &user.email, actor.ip.clone()).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

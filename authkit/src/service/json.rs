@@ -63,3 +63,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         Ok(Self(value))
     }
 }
+
+/// A JSON body that may be absent: an empty body (with or without a content type) is `None`;
+/// anything else must be JSON as for [`JsonBody`].
+#[derive(Debug)]
+pub(crate) struct MaybeJsonBody<T>(pub(crate) Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MaybeJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let declared_empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0");
+        let no_body_headers = !req.headers().contains_key(header::CONTENT_LENGTH)
+            && !req.headers().contains_key(header::TRANSFER_ENCODING)
+            && !req.headers().contains_key(header::CONTENT_TYPE);
+        if declared_empty || no_body_headers {
+            return Ok(Self(None));
+        }
+        JsonBody::<T>::from_request(req, state)
+            .await
+            .map(|JsonBody(v)| Self(Some(v)))
+    }
+}

@@ -327,7 +327,7 @@ impl Session {
         let (token, cached) = self
             .inner
             .manager
-            .rotate(&session.inner, aal, verified_hash)
+            .rotate(&session.inner, aal, verified_hash, self.inner.meta.actor())
             .await?;
         Ok(self.activate(&token, cached))
     }

@@ -288,13 +288,22 @@ impl SessionManager {
         current: &CachedSession,
         aal: Aal,
         verified_hash: Option<&str>,
+        actor: AuditActor,
     ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
         let record = self.refreshed(current, aal);
+        // A re-authentication is an authentication success (SECURITY.md #40).
+        let event = NewAuditEvent::new(
+            AuditEventType::LoginSucceeded,
+            Some(record.user_id.clone()),
+            record.authenticated_at,
+            actor,
+        )
+        .with_details(serde_json::json!({ "aal": record.aal.as_str(), "reauthentication": true }));
         let guard = RotationGuard {
             replace: Some(&current.record.id_hash),
             require_replaced: true,
             password_hash: verified_hash,
-            audit: None,
+            audit: Some(&event),
         };
         self.insert_rotated(guard, record).await
     }

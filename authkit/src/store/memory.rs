@@ -288,6 +288,10 @@ impl SessionStore for MemoryStore {
             _ => return Ok(None),
         }
         let ended = inner.remove_user_sessions_except(user, None);
+        inner.tokens.retain(|_, t| {
+            !(t.token.purpose == TokenPurpose::ResetPassword
+                && t.token.user_id.as_ref() == Some(user))
+        });
         if let Some(session) = session {
             inner.insert_session(session)?;
         }
@@ -382,6 +386,9 @@ impl TokenStore for MemoryStore {
                     created_at: new.now,
                     updated_at: new.now,
                 };
+                inner.tokens.retain(|_, t| {
+                    !(t.token.purpose == TokenPurpose::Registration && t.token.email == new.email)
+                });
                 inner.by_email.insert(new.email, new.id.clone());
                 inner.users.insert(new.id, record.clone());
                 record
@@ -417,24 +424,6 @@ impl TokenStore for MemoryStore {
             user,
             revoked_sessions,
         }))
-    }
-
-    async fn latest_registration(
-        &self,
-        email: &Email,
-        now: Timestamp,
-    ) -> Result<Option<AccountToken>, StoreError> {
-        Ok(self
-            .lock()
-            .tokens
-            .values()
-            .filter(|t| {
-                t.token.purpose == TokenPurpose::Registration
-                    && &t.token.email == email
-                    && now < t.expires_at
-            })
-            .max_by_key(|t| t.token.created_at)
-            .map(|t| t.token.clone()))
     }
 
     async fn delete_expired_tokens(&self, now: Timestamp) -> Result<u64, StoreError> {

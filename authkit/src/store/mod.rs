@@ -153,7 +153,8 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
         audit: Option<&NewAuditEvent>,
     ) -> Result<Vec<SessionIdHash>, StoreError>;
     /// In one transaction: replaces the password hash if it is still `expected` (the one the
-    /// request verified), deletes every session of the user, and stores `session` (the
+    /// request verified), deletes every session and outstanding reset token of the user, and
+    /// stores `session` (the
     /// caller's session under a new id) if given. `None` when the hash changed meanwhile
     /// (nothing is written); else the hashes of the deleted sessions. `audit` is written in
     /// the same transaction.
@@ -239,8 +240,9 @@ pub struct AccountToken {
 /// What a consumed token changes, applied in the same transaction as the consumption.
 #[derive(Debug, Clone)]
 pub enum TokenEffect {
-    /// Registration: create this user (verified). Fails the whole transaction with
-    /// [`StoreError::Conflict`] if the address was taken meanwhile.
+    /// Registration: create this user (verified) and delete the address's other pending
+    /// registrations. Fails the whole transaction with [`StoreError::Conflict`] if the address
+    /// was taken meanwhile.
     CreateUser(NewUser),
     /// Mark the user's address verified.
     VerifyEmail,
@@ -286,12 +288,6 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
         effect: TokenEffect,
         audit: NewAuditEvent,
     ) -> Result<Option<Redeemed>, StoreError>;
-    /// The newest unexpired registration for `email`, to send its link again.
-    async fn latest_registration(
-        &self,
-        email: &Email,
-        now: Timestamp,
-    ) -> Result<Option<AccountToken>, StoreError>;
     /// Deletes tokens that expired; how many.
     async fn delete_expired_tokens(&self, now: Timestamp) -> Result<u64, StoreError>;
 }

@@ -474,6 +474,12 @@ impl SessionStore for SqlStore {
             return Ok(None);
         }
         let rows = delete_others(user, None).fetch_all(&mut *tx).await?;
+        // A reset link mailed before the change must not undo it.
+        sqlx::query("DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2")
+            .bind(user.as_str())
+            .bind(TokenPurpose::ResetPassword.as_str())
+            .execute(&mut *tx)
+            .await?;
         if let Some(session) = session {
             insert_session_query(session).execute(&mut *tx).await?;
         }
@@ -577,6 +583,13 @@ impl SqlStore {
                 .bind(i64::from(new.email_verified))
                 .execute(&mut **tx)
                 .await?;
+                // Other pending sign-ups for the address (someone else's attempt with their own
+                // password) die with this one: the address now has its owner's account.
+                sqlx::query("DELETE FROM account_tokens WHERE email = $1 AND purpose = $2")
+                    .bind(new.email.as_str())
+                    .bind(TokenPurpose::Registration.as_str())
+                    .execute(&mut **tx)
+                    .await?;
                 new.id
             }
             TokenEffect::VerifyEmail => {
@@ -712,25 +725,6 @@ impl TokenStore for SqlStore {
             user,
             revoked_sessions,
         }))
-    }
-
-    async fn latest_registration(
-        &self,
-        email: &Email,
-        now: Timestamp,
-    ) -> Result<Option<AccountToken>, StoreError> {
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {TOKEN_COLUMNS} FROM account_tokens \
-             WHERE email = $1 AND purpose = $2 AND expires_at > $3 \
-             ORDER BY created_at DESC LIMIT 1"
-        ));
-        let row = sqlx::query(sql)
-            .bind(email.as_str())
-            .bind(TokenPurpose::Registration.as_str())
-            .bind(now.unix_seconds())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(token_from_row).transpose()
     }
 
     async fn delete_expired_tokens(&self, now: Timestamp) -> Result<u64, StoreError> {
