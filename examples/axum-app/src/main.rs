@@ -187,7 +187,10 @@ mod tests {
             .unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
         let cookie = cookie_header(&response);
-        assert!(cookie.starts_with("authkit_session="), "{cookie}");
+        // The session, and the device cookie that exempts this browser from its account's
+        // lockout.
+        assert!(cookie.contains("authkit_session="), "{cookie}");
+        assert!(cookie.contains("authkit_device="), "{cookie}");
         let registered = body_json(response).await;
         let user_id = registered["user"]["id"].as_str().unwrap().to_owned();
 
