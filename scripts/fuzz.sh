@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes authkit's input parsers with cargo-fuzz (libFuzzer + AddressSanitizer).
 #
-# Targets (fuzz/fuzz_targets/): session_cookie, json_bodies, origin. Each runs for the given
+# Targets (fuzz/fuzz_targets/): session_cookie, json_bodies, origin, stored_secrets. Each runs for the given
 # number of seconds, starting from the committed seed corpus in fuzz/corpus/<target>/; inputs
 # the fuzzer finds go to fuzz/target/corpus/<target>/ (git-ignored), so the seeds stay small.
 # Crashing inputs are written to fuzz/artifacts/<target>/ and make the script exit non-zero
@@ -25,7 +25,7 @@ fi
 if [[ $# -gt 0 ]]; then
   TARGETS=("$@")
 else
-  TARGETS=(session_cookie json_bodies origin)
+  TARGETS=(session_cookie json_bodies origin stored_secrets)
 fi
 
 export RUSTC_BOOTSTRAP=1

@@ -6,7 +6,9 @@
 
 use authkit::password::PasswordPolicy;
 use authkit::secret::ExposeSecret as _;
-use authkit::service::{ChangePassword, Credentials, Reauthenticate};
+use authkit::service::{
+    ChangePassword, Credentials, EmailOnly, Reauthenticate, ResendBody, ResetPassword, TokenBody,
+};
 use authkit::user::Email;
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
@@ -50,6 +52,20 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(body) = parse::<ChangePassword>(data) {
         let _ = policy.check_length(body.current_password.expose_secret());
+        let _ = policy.check(body.new_password.expose_secret(), None);
+    }
+    // The address of `password/forgot` is one string: arrays and objects never parse
+    // (GitLab CVE-2023-7028).
+    if let Some(body) = parse::<EmailOnly>(data) {
+        let _ = Email::parse(&body.email);
+    }
+    if let Some(body) = parse::<ResendBody>(data) {
+        if let Some(e) = &body.email {
+            let _ = Email::parse(e);
+        }
+    }
+    let _ = parse::<TokenBody>(data);
+    if let Some(body) = parse::<ResetPassword>(data) {
         let _ = policy.check(body.new_password.expose_secret(), None);
     }
 });

@@ -747,8 +747,8 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-// `email/resend`: for the signed-in user (no body needed), or for a pending sign-up by address;
-// always 202 with the same body.
+// `email/resend`: for the signed-in user (no body needed), or by address for an unverified
+// account; never for a pending sign-up; always 202 with the same body.
 async fn resend_sends_a_fresh_link(backend: Backend) {
     let Some(app) = TestApp::new(backend).await else {
         return;

@@ -1,6 +1,7 @@
 //! Account lifecycle endpoints: verify-first sign-up, e-mail verification, password reset,
-//! and the user's audit trail. Also the password-attempt logic shared by `login` and
-//! `reauthenticate` (lockout with device cookies) and the notices mailed on the way.
+//! and the user's audit trail. Also the password-attempt logic shared by `login`,
+//! `reauthenticate` and `password/change` (lockout with device cookies) and the notices mailed
+//! on the way.
 
 use axum::Json;
 use axum::extract::{Query, State};
