@@ -57,7 +57,7 @@ for _ in $(seq 1 100); do curl -fsS "$base/api/v1/health/live" >/dev/null 2>&1 &
 
 body='{"email":"load@example.com","password":"correct horse battery staple"}'
 cookie="$(curl -fsS -D - -o /dev/null -H 'content-type: application/json' -H "Origin: $origin" \
-  -d "$body" "$base/api/v1/auth/register" | tr -d '\r' | sed -n 's/^set-cookie: \([^;]*\).*/\1/Ip' | head -n1)"
+  -d "$body" "$base/api/v1/auth/register" | tr -d '\r' | sed -n 's/^set-cookie: \(authkit_session=[^;]*\).*/\1/Ip' | head -n1)"
 [ -n "$cookie" ] || { echo "registration failed" >&2; exit 1; }
 
 cat >"$work/login.lua" <<LUA

@@ -357,6 +357,10 @@ impl AuthKitBuilder {
                 .max_capacity(self.session.cache_capacity)
                 .time_to_live(self.session.cache_ttl)
                 .build(),
+            attempt_gates: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(300))
+                .build(),
             accounts,
             outbox: self.outbox,
             templates,

@@ -39,6 +39,7 @@ per_store!(
     resend_sends_a_fresh_link,
     someone_elses_pending_signup_cannot_take_the_address,
     device_cookies_end_with_the_password,
+    parallel_correct_sign_ins_are_never_locked_out,
     notices_for_new_browsers_and_password_changes,
     legacy_hashes_sign_in_and_are_upgraded,
 );
@@ -929,5 +930,30 @@ async fn device_cookies_end_with_the_password(backend: Backend) {
         .send(login_from(&addr, NEW_PASSWORD, "198.51.100.2").with_cookie(&new_device))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    app.finish().await;
+}
+
+// Counting attempts before the check must not turn parallel correct sign-ins (a double click,
+// several tabs, a script) into a lockout: on one instance they take turns per account.
+async fn parallel_correct_sign_ins_are_never_locked_out(backend: Backend) {
+    let Some(app) =
+        TestApp::with_env(backend, &[("AUTHKIT_TRUSTED_PROXIES", "127.0.0.1/32")]).await
+    else {
+        return;
+    };
+    let addr = email("parallel");
+    app.register(&addr).await;
+    let attempts: Vec<_> = (0..24u32)
+        .map(|i| {
+            app.send(login_from(
+                &addr,
+                PASSWORD,
+                &format!("198.51.100.{}", i + 1),
+            ))
+        })
+        .collect();
+    for r in join_all(attempts).await {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
     app.finish().await;
 }

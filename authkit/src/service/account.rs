@@ -146,6 +146,16 @@ pub(crate) async fn password_attempt(
         Some(d) => LockoutKey::device(Flow::Login, email, d),
         None => LockoutKey::account(Flow::Login, email),
     };
+    // Attempts on one key run one at a time on this instance (see `attempt_gates`): each sees
+    // the count its predecessors left. Counting before the check still bounds what parallel
+    // requests on other instances can overrun.
+    let gate = state
+        .attempt_gates
+        .get_with(key.as_str().to_owned(), async {
+            std::sync::Arc::new(tokio::sync::Mutex::new(()))
+        })
+        .await;
+    let turn = gate.lock().await;
     let decision = state
         .limiter
         .begin_attempt(&key, &state.limits.lockout, state.clock.now())
@@ -163,6 +173,8 @@ pub(crate) async fn password_attempt(
     };
     let locks_now = match decision {
         AttemptDecision::Locked { .. } => {
+            // Nothing more to count: let the next attempt in while this one does its dummy work.
+            drop(turn);
             // The same argon2 work as a real check: the lock must not show in the timing.
             let _ = state.hasher.verify(password, None).await?;
             state.audit(failed("locked")).await;

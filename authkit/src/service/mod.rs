@@ -71,6 +71,10 @@ pub(crate) struct AuthStateInner {
     /// Users shown by `GET /session`, cached like sessions so that the frontend's most frequent
     /// call costs no query. Password checks always read the store.
     pub(crate) users: moka::future::Cache<crate::user::UserId, Arc<crate::user::UserRecord>>,
+    /// One gate per lockout key: the password attempts of one account (or device) on this
+    /// instance run one at a time, so that counting an attempt before its check neither lets
+    /// parallel guesses overrun the count nor locks out parallel correct sign-ins.
+    pub(crate) attempt_gates: moka::future::Cache<String, Arc<tokio::sync::Mutex<()>>>,
     /// Registration mode, token lifetimes, notices.
     pub(crate) accounts: crate::account::AccountConfig,
     /// Where mails go (none: mails are dropped with a warning).
