@@ -313,3 +313,60 @@ async fn header_injection_is_refused_before_anything_is_sent() {
         "{raw}"
     );
 }
+
+/// The whole delivery path against the real server: a mail queued durably is sent by the job
+/// worker through `SmtpMailer`; the server defers it twice (451) and the queue retries until
+/// it accepts. Exactly one copy arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_retries_a_deferring_server_until_it_accepts() {
+    use authkit::crypto::Sealer;
+    use authkit::jobs::{JobContext, JobKind, JobQueue, JobSettings, JobWorkers};
+    use authkit::rng::OsRandom;
+    use authkit::secret::KeyRing;
+    use authkit::store::MemoryStore;
+
+    let Some(sink) = Sink::start(&["--mode", "refuse-then-accept", "--refuse-count", "2"]) else {
+        return;
+    };
+    let ring = KeyRing::parse("m1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=").unwrap();
+    let sealer = Sealer::new(&ring);
+    let queue = JobQueue::in_memory().await.unwrap();
+    queue
+        .enqueue_mail(&verification(), &sealer, &OsRandom)
+        .await
+        .unwrap();
+    let mut settings = JobSettings::default();
+    settings.backoff_base = Duration::ZERO;
+    settings.backoff_cap = Duration::ZERO;
+    settings.poll_interval = Duration::from_millis(20);
+    let workers = JobWorkers::start(
+        queue.clone(),
+        JobContext {
+            mailer: Arc::new(mailer(&sink.url())),
+            sealer,
+            store: Arc::new(MemoryStore::new()),
+            clock: Arc::new(ManualClock::new(Timestamp::from_unix_seconds(
+                1_800_000_000,
+            ))),
+            rng: Arc::new(OsRandom),
+            settings,
+        },
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while sink.received().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered: {:?}",
+            queue.stats(JobKind::Mail).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    workers.shutdown().await;
+    let stats = queue.stats(JobKind::Mail).await.unwrap();
+    assert_eq!(stats.done, 1, "{stats:?}");
+    assert_eq!(stats.dead, 0, "{stats:?}");
+    assert_eq!(sink.received().len(), 1);
+    let raw = fs::read_to_string(&sink.received()[0]).unwrap();
+    assert!(raw.contains(TOKEN));
+}
