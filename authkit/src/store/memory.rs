@@ -29,9 +29,10 @@ struct Inner {
     next_audit_id: i64,
 }
 
+/// A token row; `Debug` comes from [`AccountToken`]'s, which leaves the password hash out.
 #[derive(Debug, Clone)]
 struct StoredToken {
-    token: AccountToken,
+    row: AccountToken,
     expires_at: Timestamp,
 }
 
@@ -289,8 +290,7 @@ impl SessionStore for MemoryStore {
         }
         let ended = inner.remove_user_sessions_except(user, None);
         inner.tokens.retain(|_, t| {
-            !(t.token.purpose == TokenPurpose::ResetPassword
-                && t.token.user_id.as_ref() == Some(user))
+            !(t.row.purpose == TokenPurpose::ResetPassword && t.row.user_id.as_ref() == Some(user))
         });
         if let Some(session) = session {
             inner.insert_session(session)?;
@@ -326,7 +326,7 @@ impl TokenStore for MemoryStore {
         inner.tokens.insert(
             t.token_hash,
             StoredToken {
-                token: AccountToken {
+                row: AccountToken {
                     purpose: t.purpose,
                     user_id: t.user_id.clone(),
                     email: t.email.clone(),
@@ -349,8 +349,8 @@ impl TokenStore for MemoryStore {
             .lock()
             .tokens
             .get(token_hash)
-            .filter(|t| t.token.purpose == purpose && now < t.expires_at)
-            .map(|t| t.token.clone()))
+            .filter(|t| t.row.purpose == purpose && now < t.expires_at)
+            .map(|t| t.row.clone()))
     }
 
     async fn redeem_token(
@@ -365,12 +365,12 @@ impl TokenStore for MemoryStore {
         let Some(stored) = inner
             .tokens
             .get(token_hash)
-            .filter(|t| t.token.purpose == purpose && now < t.expires_at)
+            .filter(|t| t.row.purpose == purpose && now < t.expires_at)
             .cloned()
         else {
             return Ok(None);
         };
-        let token = stored.token;
+        let token = stored.row;
         let mut revoked_sessions = Vec::new();
         let user = match effect {
             TokenEffect::CreateUser(new) => {
@@ -387,7 +387,7 @@ impl TokenStore for MemoryStore {
                     updated_at: new.now,
                 };
                 inner.tokens.retain(|_, t| {
-                    !(t.token.purpose == TokenPurpose::Registration && t.token.email == new.email)
+                    !(t.row.purpose == TokenPurpose::Registration && t.row.email == new.email)
                 });
                 inner.by_email.insert(new.email, new.id.clone());
                 inner.users.insert(new.id, record.clone());
@@ -407,8 +407,8 @@ impl TokenStore for MemoryStore {
                     let user = user.clone();
                     revoked_sessions = inner.remove_user_sessions_except(&id, None);
                     inner.tokens.retain(|_, t| {
-                        !(t.token.purpose == TokenPurpose::ResetPassword
-                            && t.token.user_id.as_ref() == Some(&id))
+                        !(t.row.purpose == TokenPurpose::ResetPassword
+                            && t.row.user_id.as_ref() == Some(&id))
                     });
                     user
                 } else {

@@ -48,7 +48,7 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// A user to create.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewUser {
     /// The new user's id.
     pub id: UserId,
@@ -204,7 +204,7 @@ impl TokenPurpose {
 }
 
 /// A single-use token to store. Only the SHA-256 of the token is kept.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewAccountToken {
     /// SHA-256 of the token sent by mail.
     pub token_hash: [u8; 32],
@@ -223,7 +223,7 @@ pub struct NewAccountToken {
 }
 
 /// A token taken out of the store by [`TokenStore::consume_token`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AccountToken {
     /// What it is for.
     pub purpose: TokenPurpose,
@@ -238,7 +238,7 @@ pub struct AccountToken {
 }
 
 /// What a consumed token changes, applied in the same transaction as the consumption.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum TokenEffect {
     /// Registration: create this user (verified) and delete the address's other pending
     /// registrations. Fails the whole transaction with [`StoreError::Conflict`] if the address
@@ -323,4 +323,86 @@ pub trait AuditStore: Send + Sync + std::fmt::Debug {
 pub trait Store: UserStore + SessionStore + TokenStore + AuditStore {
     /// Checks that the store answers (readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+// Password hashes and token hashes stay out of `Debug` output (and so out of logs and panic
+// messages): they are not the secrets themselves, but an offline guessing attack starts there.
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("id", &self.id)
+            .field("has_password", &self.password_hash.is_some())
+            .field("email_verified", &self.email_verified)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for NewAccountToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewAccountToken")
+            .field("purpose", &self.purpose)
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for AccountToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountToken")
+            .field("purpose", &self.purpose)
+            .field("user_id", &self.user_id)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for TokenEffect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::CreateUser(new) => f.debug_tuple("CreateUser").field(new).finish(),
+            Self::VerifyEmail => f.write_str("VerifyEmail"),
+            Self::ResetPassword { .. } => f.write_str("ResetPassword { .. }"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_holds_no_hash() {
+        let email = Email::parse("ada@example.com").unwrap();
+        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g";
+        let new = NewUser {
+            id: UserId::from_stored("u1".into()),
+            email: email.clone(),
+            password_hash: Some(phc.into()),
+            email_verified: false,
+            now: Timestamp::EPOCH,
+        };
+        let token = NewAccountToken {
+            token_hash: [0xab; 32],
+            purpose: TokenPurpose::Registration,
+            user_id: None,
+            email,
+            password_hash: Some(phc.into()),
+            created_at: Timestamp::EPOCH,
+            expires_at: Timestamp::EPOCH,
+        };
+        let reset = TokenEffect::ResetPassword {
+            password_hash: phc.into(),
+        };
+        for text in [
+            format!("{new:?}"),
+            format!("{token:?}"),
+            format!("{reset:?}"),
+            format!("{:?}", TokenEffect::CreateUser(new.clone())),
+        ] {
+            assert!(!text.contains("argon2"), "{text}");
+            assert!(!text.contains("abab"), "{text}");
+        }
+    }
 }
