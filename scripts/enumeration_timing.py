@@ -7,6 +7,10 @@ both alike, each from a fresh client address (X-Forwarded-For through the truste
 proxy, so per-address quotas never trigger), and reports the medians, their difference, and a
 two-sided Mann-Whitney U test (normal approximation with tie correction). It also checks that
 the bodies are byte-identical apart from the request id. A figure for the notes, not a test.
+
+Usage: enumeration_timing.py PORT ORIGIN [SAMPLES] [register]; with `register`, the server must
+run in verify-first mode on a database where the known-* accounts exist (enumeration.sh does
+this in its second phase).
 """
 import http.client
 import json
@@ -107,9 +111,24 @@ def quantile(xs, q):
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
+def register_phase(conn, known):
+    # Verify-first registration: a taken address vs a free one (same 202, same work).
+    compare(
+        conn,
+        "register (verify-first): free address vs taken address",
+        lambda i: ("/api/v1/auth/register", {"email": f"fresh-{i}@example.com", "password": PASSWORD}),
+        lambda i: ("/api/v1/auth/register", {"email": known[i % len(known)], "password": PASSWORD}),
+    )
+
+
 def main():
     conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
     known = [f"known-{i}@example.com" for i in range(SAMPLES // 3 + 2)]
+    if len(sys.argv) > 4 and sys.argv[4] == "register":
+        for i in range(10):
+            post(conn, "/api/v1/auth/register", {"email": f"warm-{i}@example.com", "password": PASSWORD})
+        register_phase(conn, known)
+        return
     for addr in known:
         status, data, _ = post(conn, "/api/v1/auth/register", {"email": addr, "password": PASSWORD})
         if status != 201:
