@@ -275,6 +275,33 @@ pub(crate) async fn notify_password_changed(state: &AuthState, to: &Email, ip: O
     }
 }
 
+/// Creates a single-use token for `purpose`, stores its hash (valid for `ttl`) and returns it
+/// for the mail.
+async fn store_new_token(
+    state: &AuthState,
+    purpose: TokenPurpose,
+    user_id: Option<UserId>,
+    email: &Email,
+    password_hash: Option<String>,
+    ttl: std::time::Duration,
+) -> Result<OneTimeToken, ApiError> {
+    let token = OneTimeToken::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
+    let now = state.clock.now();
+    state
+        .store
+        .insert_token(&NewAccountToken {
+            token_hash: token.hash(),
+            purpose,
+            user_id,
+            email: email.clone(),
+            password_hash,
+            created_at: now,
+            expires_at: now.saturating_add(ttl),
+        })
+        .await?;
+    Ok(token)
+}
+
 /// Mails a fresh verification link for `purpose` (an existing user's address, or a pending
 /// registration carrying its password hash).
 async fn send_verification(
@@ -288,21 +315,8 @@ async fn send_verification(
         tracing::warn!("no mail delivery configured; verification link not sent");
         return Ok(());
     };
-    let token = OneTimeToken::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
-    let now = state.clock.now();
     let ttl = state.accounts.verification_ttl;
-    state
-        .store
-        .insert_token(&NewAccountToken {
-            token_hash: token.hash(),
-            purpose,
-            user_id,
-            email: email.clone(),
-            password_hash,
-            created_at: now,
-            expires_at: now.saturating_add(ttl),
-        })
-        .await?;
+    let token = store_new_token(state, purpose, user_id, email, password_hash, ttl).await?;
     let message = templates
         .verification(email, token.text(), ttl)
         .map_err(ApiError::internal)?;
@@ -351,21 +365,16 @@ pub(crate) async fn register_verify_first(
     let phc = state.hasher.hash(password).await?;
     if state.account_quota_allows(Flow::Register, &email).await {
         let existing = state.store.user_by_email(&email).await?;
-        let token = OneTimeToken::generate(state.rng.as_ref()).map_err(ApiError::internal)?;
-        let now = state.clock.now();
         let ttl = state.accounts.verification_ttl;
-        state
-            .store
-            .insert_token(&NewAccountToken {
-                token_hash: token.hash(),
-                purpose: TokenPurpose::Registration,
-                user_id: None,
-                email: email.clone(),
-                password_hash: Some(phc),
-                created_at: now,
-                expires_at: now.saturating_add(ttl),
-            })
-            .await?;
+        let token = store_new_token(
+            &state,
+            TokenPurpose::Registration,
+            None,
+            &email,
+            Some(phc),
+            ttl,
+        )
+        .await?;
         if let Some(templates) = &state.templates {
             let message = match &existing {
                 Some(user) => templates.account_exists(&user.email),
@@ -585,20 +594,16 @@ pub(crate) async fn forgot_password(
             tracing::warn!("no mail delivery configured; reset link not sent");
             return Ok(());
         };
-        let token = OneTimeToken::generate(st.rng.as_ref()).map_err(ApiError::internal)?;
-        let now = st.clock.now();
         let ttl = st.accounts.reset_ttl;
-        st.store
-            .insert_token(&NewAccountToken {
-                token_hash: token.hash(),
-                purpose: TokenPurpose::ResetPassword,
-                user_id: Some(user.id.clone()),
-                email: user.email.clone(),
-                password_hash: None,
-                created_at: now,
-                expires_at: now.saturating_add(ttl),
-            })
-            .await?;
+        let token = store_new_token(
+            &st,
+            TokenPurpose::ResetPassword,
+            Some(user.id.clone()),
+            &user.email,
+            None,
+            ttl,
+        )
+        .await?;
         // To the stored address (GitLab CVE-2023-7028): never to input.
         let message = templates
             .password_reset(&user.email, token.text(), ttl)
