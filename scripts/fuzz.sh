@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes authkit's input parsers with cargo-fuzz (libFuzzer + AddressSanitizer).
 #
-# Targets (fuzz/fuzz_targets/): session_cookie, json_bodies, origin, stored_secrets. Each runs for the given
-# number of seconds, starting from the committed seed corpus in fuzz/corpus/<target>/; inputs
+# Targets (fuzz/fuzz_targets/): session_cookie, json_bodies, origin, stored_secrets, mfa_codes,
+# otpauth_uri. Each runs for the given number of seconds, starting from the committed seed
+# corpus in fuzz/corpus/<target>/; inputs
 # the fuzzer finds go to fuzz/target/corpus/<target>/ (git-ignored), so the seeds stay small.
 # Crashing inputs are written to fuzz/artifacts/<target>/ and make the script exit non-zero
 # after all targets have run.
@@ -25,7 +26,7 @@ fi
 if [[ $# -gt 0 ]]; then
   TARGETS=("$@")
 else
-  TARGETS=(session_cookie json_bodies origin stored_secrets)
+  TARGETS=(session_cookie json_bodies origin stored_secrets mfa_codes otpauth_uri)
 fi
 
 export RUSTC_BOOTSTRAP=1

@@ -100,6 +100,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `AUTHKIT_RATELIMIT__*`.
     pub ratelimit: RateLimitSettings,
+    /// `AUTHKIT_MFA__*`.
+    pub mfa: MfaSettings,
     /// `AUTHKIT_LOG__*`.
     pub log: LogConfig,
 }
@@ -120,6 +122,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             audit: AuditConfig::default(),
             ratelimit: RateLimitSettings::default(),
+            mfa: MfaSettings::default(),
             log: LogConfig::default(),
         }
     }
@@ -402,6 +405,37 @@ pub struct RateLimitSettings {
 impl Default for RateLimitSettings {
     fn default() -> Self {
         Self { enabled: true }
+    }
+}
+
+/// Two-factor authentication.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MfaSettings {
+    /// `AUTHKIT_MFA__REQUIRED`: every user must use a second factor; users without one can
+    /// use only the auth endpoints (to enrol) until they do.
+    pub required: bool,
+    /// `AUTHKIT_MFA__ISSUER`: the name authenticator apps show (default: `mail.product_name`).
+    pub issuer: Option<String>,
+    /// `AUTHKIT_MFA__ALGORITHM`: `sha1` (default, what every authenticator app supports),
+    /// `sha256` or `sha512`, for new enrolments.
+    pub algorithm: String,
+    /// `AUTHKIT_MFA__DIGITS`: code length of new enrolments, 6 (default) to 8.
+    pub digits: u8,
+    /// `AUTHKIT_MFA__ENROLMENT_TTL`: how long a started enrolment can be confirmed.
+    #[serde(with = "humantime_serde")]
+    pub enrolment_ttl: Duration,
+}
+
+impl Default for MfaSettings {
+    fn default() -> Self {
+        Self {
+            required: false,
+            issuer: None,
+            algorithm: "sha1".into(),
+            digits: 6,
+            enrolment_ttl: Duration::from_secs(15 * 60),
+        }
     }
 }
 
@@ -706,6 +740,14 @@ impl Config {
             ));
         }
 
+        let mfa = self.mfa_config();
+        if let Err(e) = &mfa {
+            errors.push(invalid("mfa", e.clone()));
+        }
+        if self.mfa.enrolment_ttl < Duration::from_secs(60) {
+            errors.push(invalid("mfa.enrolment_ttl", "must be at least 1m"));
+        }
+
         if production && !self.ratelimit.enabled {
             errors.push(invalid(
                 "ratelimit.enabled",
@@ -818,7 +860,7 @@ impl Config {
             }
         }
 
-        let Some(public) = public else {
+        let (Some(public), Ok(mfa)) = (public, mfa) else {
             return Err(errors);
         };
         if !errors.is_empty() {
@@ -833,8 +875,34 @@ impl Config {
             secrets_provider: provider,
             secure_cookies,
             hash_params: hash,
+            mfa,
             warnings,
         })
+    }
+}
+
+impl Config {
+    /// The library's MFA settings from `mfa.*` (the issuer falls back to the product name).
+    pub fn mfa_config(&self) -> Result<authkit::mfa::MfaConfig, String> {
+        let mut config = authkit::mfa::MfaConfig::default();
+        config.required = self.mfa.required;
+        config.enrolment_ttl = self.mfa.enrolment_ttl;
+        config.totp.algorithm = self
+            .mfa
+            .algorithm
+            .parse()
+            .map_err(|_| "`mfa.algorithm` must be sha1, sha256 or sha512".to_owned())?;
+        config.totp.digits = self.mfa.digits;
+        config.totp.issuer = self
+            .mfa
+            .issuer
+            .clone()
+            .unwrap_or_else(|| self.mail.product_name.clone());
+        config
+            .totp
+            .validate()
+            .map_err(|e| format!("invalid TOTP settings: {e}"))?;
+        Ok(config)
     }
 }
 
@@ -859,6 +927,8 @@ pub struct Validated {
     pub secure_cookies: bool,
     /// argon2id parameters.
     pub hash_params: authkit::password::HashParams,
+    /// MFA settings.
+    pub mfa: authkit::mfa::MfaConfig,
     /// Accepted but risky settings, logged at start.
     pub warnings: Vec<String>,
 }
@@ -1017,6 +1087,44 @@ mod tests {
             .unwrap()
             .validate();
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn mfa_settings_reach_the_library_and_are_checked() {
+        let v = Config::load(vars(&[
+            ("AUTHKIT_MFA__REQUIRED", "true"),
+            ("AUTHKIT_MFA__ALGORITHM", "SHA256"),
+            ("AUTHKIT_MFA__DIGITS", "8"),
+            ("AUTHKIT_MAIL__PRODUCT_NAME", "Acme"),
+        ]))
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert!(v.mfa.required);
+        assert_eq!(v.mfa.totp.algorithm, authkit::mfa::TotpAlgorithm::Sha256);
+        assert_eq!(v.mfa.totp.digits, 8);
+        assert_eq!(
+            v.mfa.totp.issuer, "Acme",
+            "the issuer defaults to the product name"
+        );
+        for (key, value) in [
+            ("AUTHKIT_MFA__ALGORITHM", "md5"),
+            ("AUTHKIT_MFA__DIGITS", "9"),
+            ("AUTHKIT_MFA__DIGITS", "5"),
+            ("AUTHKIT_MFA__ISSUER", "Acme:Corp"),
+            ("AUTHKIT_MFA__ENROLMENT_TTL", "10s"),
+        ] {
+            let errors = Config::load(vars(&[(key, value)]))
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            let text = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            assert!(text.contains("mfa"), "{key}={value}: {text}");
+        }
     }
 
     #[test]

@@ -220,6 +220,7 @@ impl App {
         let mut builder = AuthKit::builder()
             .mail(Arc::new(outbox), links)
             .product_name(mail.product_name.clone())
+            .mfa(config.mfa.clone())
             .registration_mode(config.config.registration.mode.to_library())
             .account_config(accounts)
             .rate_limits(if config.config.ratelimit.enabled {

@@ -13,6 +13,7 @@ use crate::jobs::{
 use crate::layer::AuthLayer;
 use crate::mail::Mailer;
 use crate::mail::{LinkBase, Templates};
+use crate::mfa::{BackupCodeHasher, MfaConfig};
 use crate::password::{HashParams, PasswordError, PasswordHasher, PasswordPolicy};
 use crate::ratelimit::{
     DeviceCookieConfig, DeviceCookies, MemoryRateLimiter, RateLimitConfig, RateLimiter,
@@ -78,6 +79,8 @@ pub struct AuthKitBuilder {
     database_url: Option<String>,
     mailer: Option<Arc<dyn Mailer>>,
     job_settings: JobSettings,
+    mfa: MfaConfig,
+    totp_issuer: Option<String>,
 }
 
 impl std::fmt::Debug for AuthKitBuilder {
@@ -112,6 +115,8 @@ impl Default for AuthKitBuilder {
             database_url: None,
             mailer: None,
             job_settings: JobSettings::default(),
+            mfa: MfaConfig::default(),
+            totp_issuer: None,
         }
     }
 }
@@ -255,6 +260,19 @@ impl AuthKitBuilder {
         self
     }
 
+    /// TOTP parameters, enrolment lifetime and whether every user must use MFA.
+    pub fn mfa(mut self, config: MfaConfig) -> Self {
+        self.mfa = config;
+        self
+    }
+
+    /// The issuer authenticator apps show next to the account (default: the product name,
+    /// else `authkit`).
+    pub fn totp_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.totp_issuer = Some(issuer.into());
+        self
+    }
+
     /// Assembles everything; computes one password hash (the dummy for unknown users).
     pub async fn build(mut self) -> Result<AuthKit, BuildError> {
         let store = self.store.ok_or(BuildError::NoStore)?;
@@ -272,6 +290,21 @@ impl AuthKitBuilder {
                 reason: "need 1 <= min_chars <= max_chars",
             });
         }
+        let mut mfa = self.mfa.clone();
+        if let Some(issuer) = self
+            .totp_issuer
+            .clone()
+            .or_else(|| self.product_name.clone())
+        {
+            mfa.totp.issuer = issuer;
+        }
+        if let Err(crate::mfa::MfaError::Config(reason)) = mfa.totp.validate() {
+            return Err(BuildError::Setting {
+                setting: "totp",
+                reason,
+            });
+        }
+        self.session.require_mfa = mfa.required;
         let mut workers = None;
         if let (Some(mailer), None) = (self.mailer.take(), &self.outbox) {
             let queue = match &self.database_url {
@@ -369,6 +402,9 @@ impl AuthKitBuilder {
                 .unwrap_or_else(|| Arc::new(MemoryRateLimiter::new())),
             limits: Arc::new(self.limits),
             devices,
+            mfa,
+            sealer: Sealer::new(&keys.encryption),
+            backup_codes: BackupCodeHasher::new(&keys.pepper),
         });
         Ok(AuthKit {
             inner: Arc::new(KitInner {

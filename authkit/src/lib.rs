@@ -76,6 +76,7 @@ pub mod jobs;
 mod kit;
 mod layer;
 pub mod mail;
+pub mod mfa;
 pub mod password;
 pub mod ratelimit;
 mod require;

@@ -893,6 +893,7 @@ fn session(user: &UserId, n: u8, expires_at: Timestamp) -> SessionRecord {
         created_at: created,
         last_seen_at: created,
         authenticated_at: created,
+        password_verified_at: Some(created),
         expires_at,
         ip: None,
         user_agent: None,

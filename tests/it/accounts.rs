@@ -4,7 +4,7 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, PASSWORD, Req, Resp, TestApp, creds, email};
+use crate::support::{Backend, PASSWORD, Req, Resp, TestApp, creds, email, join_all};
 
 const NEW_PASSWORD: &str = "an entirely different passphrase";
 
@@ -405,30 +405,6 @@ async fn reset_ends_a_lockout(backend: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     app.finish().await;
-}
-
-/// Polls every future on this task until all are done (the requests run concurrently).
-async fn join_all<F: std::future::Future<Output = Resp>>(futs: Vec<F>) -> Vec<Resp> {
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
-    let mut results: Vec<Option<Resp>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if results[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(r) => results[i] = Some(r),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    results.into_iter().map(Option::unwrap).collect()
 }
 
 // MISSION.md `ratelimit`: per client address, 429 with Retry-After; other addresses unaffected.

@@ -594,7 +594,7 @@ async fn rotation_never_resurrects_or_outlives_a_password_change(app: TestApp) {
         replace: Some(&old),
         require_replaced: true,
         password_hash: Some(&verified),
-        audit: None,
+        audit: &[],
     };
     assert_eq!(
         store.rotate_session(&next, guard).await.unwrap(),
@@ -619,7 +619,7 @@ async fn rotation_never_resurrects_or_outlives_a_password_change(app: TestApp) {
         replace: None,
         require_replaced: false,
         password_hash: Some(&verified),
-        audit: None,
+        audit: &[],
     };
     assert_eq!(
         store.rotate_session(&late, guard).await.unwrap(),
@@ -661,7 +661,7 @@ async fn rotation_never_resurrects_or_outlives_a_password_change(app: TestApp) {
         replace: None,
         require_replaced: false,
         password_hash: Some(&now_hash),
-        audit: None,
+        audit: &[],
     };
     assert_eq!(
         store.rotate_session(&ok, guard).await.unwrap(),

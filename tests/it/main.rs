@@ -14,5 +14,6 @@
 
 mod accounts;
 mod flows;
+mod mfa;
 mod security;
 mod support;

@@ -85,6 +85,9 @@ pub struct TestApp {
     pub clock: ManualClock,
     _dir: tempfile::TempDir,
     pg_schema: Option<(String, String)>,
+    /// The store's database URL (none for the memory store).
+    pub db_url: Option<String>,
+    vars: Vec<(String, String)>,
 }
 
 impl TestApp {
@@ -97,6 +100,7 @@ impl TestApp {
     pub async fn with_env(backend: Backend, env: &[(&str, &str)]) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let mut pg_schema = None;
+        let mut db_url = None;
         let jobs;
         let store: Arc<dyn Store> = match backend {
             Backend::Memory => {
@@ -111,6 +115,7 @@ impl TestApp {
                 jobs = JobQueue::connect(&url, JobQueueOptions::default())
                     .await
                     .unwrap();
+                db_url = Some(url);
                 Arc::new(store)
             }
             Backend::Postgres => {
@@ -129,7 +134,9 @@ impl TestApp {
                     max_connections: 4,
                     ..SqlStoreOptions::default()
                 };
-                Arc::new(SqlStore::connect(&url, options).await.unwrap())
+                let store = SqlStore::connect(&url, options).await.unwrap();
+                db_url = Some(url);
+                Arc::new(store)
             }
         };
         let mut vars: Vec<(String, String)> = vec![
@@ -153,7 +160,7 @@ impl TestApp {
             vars.push(("AUTHKIT_REGISTRATION_MODE".into(), "instant".into()));
         }
         vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let config = Config::load(vars).unwrap().validate().unwrap();
+        let config = Config::load(vars.clone()).unwrap().validate().unwrap();
         let clock = ManualClock::new(Timestamp::from_unix_seconds(START));
         let app = App::build(
             config,
@@ -174,7 +181,67 @@ impl TestApp {
             clock,
             _dir: dir,
             pg_schema,
+            db_url,
+            vars,
         })
+    }
+
+    /// A second server instance on the same database (its own connection pool, caches and
+    /// per-instance attempt gates) and the same clock; runs no job workers. `None` on the
+    /// memory store, which one process cannot share.
+    pub async fn twin(&self) -> Option<Router> {
+        let url = self.db_url.as_ref()?;
+        let store = SqlStore::connect(url, SqlStoreOptions::default())
+            .await
+            .unwrap();
+        let mut vars = self.vars.clone();
+        vars.push(("AUTHKIT_JOBS__ENABLED".into(), "false".into()));
+        let config = Config::load(vars).unwrap().validate().unwrap();
+        let app = App::build(
+            config,
+            Overrides {
+                clock: Arc::new(self.clock.clone()),
+                rng: Arc::new(OsRandom),
+                store: Some(Arc::new(store)),
+                keys: Some(test_keys()),
+                jobs: Some(self.app.jobs().clone()),
+                mailer: None,
+            },
+        )
+        .await
+        .unwrap();
+        Some(app.router())
+    }
+
+    /// Every text and blob cell of `table` as text (for "no plaintext secret" checks); `None`
+    /// on the memory store.
+    pub async fn table_dump(&self, table: &str) -> Option<String> {
+        let url = self.db_url.as_ref()?;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let mut out = String::new();
+        for row in &rows {
+            use sqlx::{Column as _, Row as _};
+            for (i, col) in row.columns().iter().enumerate() {
+                let cell = row
+                    .try_get::<String, _>(i)
+                    .ok()
+                    .or_else(|| {
+                        row.try_get::<Vec<u8>, _>(i)
+                            .ok()
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    })
+                    .or_else(|| row.try_get::<i64, _>(i).ok().map(|n| n.to_string()))
+                    .unwrap_or_default();
+                out.push_str(&format!("{}={cell}\n", col.name()));
+            }
+        }
+        pool.close().await;
+        Some(out)
     }
 
     /// Stops the workers and drops the test's PostgreSQL schema.
@@ -243,6 +310,11 @@ impl TestApp {
     /// Sends a request. Unsafe methods get `Origin: <public URL>` unless `headers` sets
     /// browser headers itself (use [`Req::bare`] for none).
     pub async fn send(&self, req: Req) -> Resp {
+        self.send_to(&self.router, req).await
+    }
+
+    /// [`send`](Self::send) to another router (e.g. a [`twin`](Self::twin) instance).
+    pub async fn send_to(&self, router: &Router, req: Req) -> Resp {
         let mut builder = Request::builder().method(req.method.clone()).uri(&req.path);
         let unsafe_method = !matches!(req.method, Method::GET | Method::HEAD | Method::OPTIONS);
         let sets_browser = req.headers.iter().any(|(k, _)| {
@@ -284,7 +356,7 @@ impl TestApp {
                     ip, 40000,
                 )));
         }
-        let response = self.router.clone().oneshot(request).await.unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response
@@ -652,4 +724,28 @@ macro_rules! for_each_store {
             } )*
         }
     };
+}
+
+/// Polls every future on this task until all are done (the requests run concurrently).
+pub async fn join_all<F: std::future::Future<Output = Resp>>(futs: Vec<F>) -> Vec<Resp> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut results: Vec<Option<Resp>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if results[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => results[i] = Some(r),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results.into_iter().map(Option::unwrap).collect()
 }

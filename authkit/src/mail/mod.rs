@@ -18,7 +18,7 @@ use zeroize::Zeroize as _;
 
 pub use dev_mailbox::DevMailbox;
 pub use smtp::{MailConfigError, SmtpMailer, SmtpSecurity};
-pub use templates::{LinkBase, LinkBaseError, TemplateError, Templates};
+pub use templates::{LinkBase, LinkBaseError, MfaChange, TemplateError, Templates};
 
 /// One e-mail to send. Serialisable because it is queued; Debug shows only kind and recipient
 /// domain, never the body (it carries single-use links).
@@ -72,6 +72,9 @@ pub enum MailKind {
     PasswordChanged,
     /// Security notice: a sign-in from a device not seen before.
     NewSignIn,
+    /// Security notice: two-factor authentication was turned on or off, backup codes were
+    /// regenerated, or a used code was tried again.
+    MfaChanged,
 }
 
 impl MailKind {
@@ -83,6 +86,7 @@ impl MailKind {
             Self::AccountExists => "account_exists",
             Self::PasswordChanged => "password_changed",
             Self::NewSignIn => "new_sign_in",
+            Self::MfaChanged => "mfa_changed",
         }
     }
 }

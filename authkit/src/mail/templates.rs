@@ -202,6 +202,56 @@ impl Templates {
         )
     }
 
+    /// "Your two-factor settings changed" (SECURITY.md #24, #27: the user is notified of every
+    /// MFA change and of an attempt to reuse a code).
+    pub fn mfa_changed(
+        &self,
+        to: &Email,
+        change: MfaChange,
+        at: Timestamp,
+        ip: Option<String>,
+    ) -> MailMessage {
+        let p = &self.product;
+        let (subject, what, advice) = match change {
+            MfaChange::Enabled => (
+                format!("Two-factor authentication is on for your {p} account"),
+                "two-factor authentication was turned on for your account",
+                "Keep your backup codes somewhere safe: each one signs you in once if you lose \
+                 your authenticator.",
+            ),
+            MfaChange::Disabled => (
+                format!("Two-factor authentication was turned off for your {p} account"),
+                "two-factor authentication was turned off for your account",
+                "Your account is now protected by its password alone.",
+            ),
+            MfaChange::BackupCodesRegenerated => (
+                format!("New backup codes for your {p} account"),
+                "new backup codes were created for your account; the old ones no longer work",
+                "Keep the new codes somewhere safe.",
+            ),
+            MfaChange::CodeReused => (
+                format!("A used sign-in code was tried on your {p} account"),
+                "someone entered an authenticator code that had already been used",
+                "If you were signing in, try again with the next code. If not, someone may know \
+                 your password.",
+            ),
+        };
+        let forgot = self.base.link("/forgot-password");
+        let mut text = String::new();
+        let _ = write!(
+            text,
+            "Hello,\n\n\
+             {what}.\n\n\
+             When: {}\n\
+             IP address: {}\n\n\
+             {advice}\n\n\
+             If this was not you, change your password now at\n\n\
+             {forgot}\n",
+            human_time(at),
+            clean_ip(ip.as_deref())
+        );
+        self.message(to, subject, text, MailKind::MfaChanged)
+    }
     /// Security notice: the password changed at `at`, from address `ip` if known.
     pub fn password_changed(&self, to: &Email, at: Timestamp, ip: Option<String>) -> MailMessage {
         let p = &self.product;
@@ -376,6 +426,20 @@ fn clean_user_agent(ua: Option<&str>) -> String {
     } else {
         format!("\"{out}\"")
     }
+}
+
+/// What changed, for [`Templates::mfa_changed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MfaChange {
+    /// Enrolment was confirmed.
+    Enabled,
+    /// MFA was turned off.
+    Disabled,
+    /// A new set of backup codes replaced the old one.
+    BackupCodesRegenerated,
+    /// A TOTP code was presented again after it had been accepted.
+    CodeReused,
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub(crate) fn flow_of(method: &Method, path: &str) -> Option<Flow> {
         "/register" => Some(Flow::Register),
         "/password/forgot" | "/password/reset" => Some(Flow::PasswordReset),
         "/email/verify" | "/email/resend" => Some(Flow::EmailVerification),
-        "/mfa/verify" => Some(Flow::Mfa),
+        "/mfa/verify" | "/mfa/disable" | "/mfa/backup-codes" => Some(Flow::Mfa),
         _ => None,
     }
 }

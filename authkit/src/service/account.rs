@@ -131,17 +131,7 @@ pub(crate) async fn password_attempt(
     user: Option<&UserRecord>,
     password: &SecretString,
 ) -> ApiResult<Attempt> {
-    // A device cookie counts only for the account it was issued to, under its current
-    // password, within its maximum age.
-    let device = user.and_then(|u| {
-        let value = jar.get(&state.devices.cookie_name())?;
-        state.devices.verify(
-            value.value(),
-            &u.id,
-            u.password_hash.as_deref().unwrap_or(""),
-            state.clock.now(),
-        )
-    });
+    let device = user.and_then(|u| known_device(state, jar, u));
     let key = match &device {
         Some(d) => LockoutKey::device(Flow::Login, email, d),
         None => LockoutKey::account(Flow::Login, email),
@@ -226,6 +216,22 @@ pub(crate) async fn password_attempt(
         known_device: device.is_some(),
         rehash: checked.rehash,
     })
+}
+
+/// The browser's device id if it carries a device cookie for `user`: one counts only for the
+/// account it was issued to, under its current password, within its maximum age.
+pub(crate) fn known_device(
+    state: &AuthState,
+    jar: &Cookies,
+    user: &UserRecord,
+) -> Option<crate::ratelimit::DeviceId> {
+    let value = jar.get(&state.devices.cookie_name())?;
+    state.devices.verify(
+        value.value(),
+        &user.id,
+        user.password_hash.as_deref().unwrap_or(""),
+        state.clock.now(),
+    )
 }
 
 /// Sets a fresh device cookie for `user`, bound to the user's current password hash.
@@ -467,9 +473,9 @@ pub(crate) async fn verify_email(
             Err(e) => return Err(e.into()),
         };
         let user = redeemed.user;
-        let s = session
-            .login(&user.id, Aal::Aal1, user.password_hash.as_deref())
-            .await?;
+        // No password was proven by this request (the link was), so no verified hash: the
+        // account was created in the same transaction that consumed the token.
+        let s = session.login(&user.id, Aal::Aal1, None).await?;
         // The account's first browser: a device cookie, but no "new sign-in" notice.
         after_sign_in(&state, &jar, &actor, &user, false).await;
         return Ok((StatusCode::CREATED, Json(user_session(&user, &s))).into_response());
@@ -513,7 +519,7 @@ pub(crate) async fn resend_verification(
     if session.pending().is_some() {
         return Err(ApiError::new(ErrorCode::MfaRequired));
     }
-    if let Ok(current) = session.authenticated() {
+    if let Ok(current) = session.signed_in() {
         let user = state
             .store
             .user_by_id(current.user_id())
@@ -655,18 +661,22 @@ pub(crate) async fn reset_password(
     let user = redeemed.user;
     state.sessions.evict(&redeemed.revoked_sessions).await;
     state.users.invalidate(&user.id).await;
-    if let Err(error) = state
-        .limiter
-        .clear(&LockoutKey::account(Flow::Login, &user.email))
-        .await
-    {
-        tracing::error!(%error, "could not clear the lockout after a reset");
+    // The new password ends both locks: whoever spent the account's password or MFA budget
+    // no longer knows the password.
+    for flow in [Flow::Login, Flow::Mfa] {
+        if let Err(error) = state
+            .limiter
+            .clear(&LockoutKey::account(flow, &user.email))
+            .await
+        {
+            tracing::error!(%error, "could not clear the lockout after a reset");
+        }
     }
     // If this browser was signed in to the same account, its session was among those just
     // deleted: drop the cookie too. Another account's session is none of this request's
     // business, and the reset is committed: a failure here is logged, not answered.
     let own = session
-        .authenticated()
+        .signed_in()
         .ok()
         .map(|s| s.user_id().clone())
         .or_else(|| session.pending().map(|p| p.user_id().clone()));

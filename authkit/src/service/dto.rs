@@ -246,6 +246,54 @@ pub struct MfaRequired {
     pub methods: Vec<String>,
 }
 
+/// `{code}` or `{backup_code}`: the second factor of `mfa/verify`, `mfa/disable` and
+/// `mfa/backup-codes` (and `{code}` of `reauthenticate`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"code": "123456"}))]
+pub struct SecondFactor {
+    /// A current code from the authenticator app.
+    #[schema(value_type = Option<String>)]
+    pub code: Option<SecretString>,
+    /// One of the backup codes (works once; spaces and hyphens are ignored).
+    #[schema(value_type = Option<String>)]
+    pub backup_code: Option<SecretString>,
+    /// `disable` and `backup-codes` only: also end every other session of the user.
+    #[serde(default)]
+    pub revoke_other_sessions: bool,
+}
+
+/// `{secret, otpauth_uri, qr_svg, qr_png}`: answer of `mfa/enable`, shown once.
+#[derive(Serialize, ToSchema)]
+pub struct MfaEnrolment {
+    /// The TOTP secret in base32, for typing into an authenticator app.
+    pub secret: String,
+    /// `otpauth://totp/…`: what the QR code holds.
+    pub otpauth_uri: String,
+    /// The QR code as SVG markup.
+    pub qr_svg: String,
+    /// The QR code as a `data:image/png;base64,…` URI.
+    pub qr_png: String,
+}
+
+/// `{backup_codes}`: answer of enrolment's `mfa/verify` and of `mfa/backup-codes`, shown once.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"backup_codes": ["7k2m-q9vd-3xfp-h8tb-c4wn-r6ja"]}))]
+pub struct BackupCodesView {
+    /// Ten single-use codes.
+    pub backup_codes: Vec<String>,
+}
+
+/// `{enabled, backup_codes_remaining}`: answer of `mfa/status`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"enabled": true, "backup_codes_remaining": 9}))]
+pub struct MfaStatus {
+    /// Whether MFA is on.
+    pub enabled: bool,
+    /// Unused backup codes.
+    pub backup_codes_remaining: u32,
+}
+
 /// `{sessions: [Session]}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionList {
@@ -275,5 +323,8 @@ redacted_debug!(
     ChangePassword,
     CsrfTokenView,
     TokenBody,
-    ResetPassword
+    ResetPassword,
+    SecondFactor,
+    MfaEnrolment,
+    BackupCodesView
 );

@@ -43,7 +43,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FullSession {
             ApiError::new(ErrorCode::Internal)
                 .with_detail("the authkit layer is not installed in front of the auth service")
         })?;
-        let current = session.authenticated()?;
+        let current = session.signed_in()?;
         Ok(Self { session, current })
     }
 }
@@ -427,10 +427,10 @@ pub(crate) async fn reauthenticate(
 ) -> ApiResult {
     let password = match (body.password, body.code) {
         (Some(p), None) => p,
-        (None, Some(_)) => {
-            return Err(ApiError::validation(
-                "no second factor is enrolled; send `password`",
-            ));
+        (None, Some(code)) => {
+            let user = load_user(&state, &session, current.user_id()).await?;
+            return super::mfa::reauthenticate_with_code(&state, &session, &current, &user, &code)
+                .await;
         }
         _ => {
             return Err(ApiError::validation(

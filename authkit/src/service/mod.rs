@@ -11,6 +11,7 @@ mod dto;
 mod error;
 mod handlers;
 mod json;
+mod mfa;
 mod openapi;
 
 use std::convert::Infallible;
@@ -25,9 +26,10 @@ use axum::routing::{delete, get, post};
 use http::request::Parts;
 
 pub use dto::{
-    AuditEventView, AuditPage, AuditQuery, ChangePassword, Credentials, CsrfTokenView, EmailOnly,
-    MfaRequired, Reauthenticate, ResendBody, ResetPassword, SessionList, SessionView, StatusView,
-    TokenBody, UserSession, UserView,
+    AuditEventView, AuditPage, AuditQuery, BackupCodesView, ChangePassword, Credentials,
+    CsrfTokenView, EmailOnly, MfaEnrolment, MfaRequired, MfaStatus, Reauthenticate, ResendBody,
+    ResetPassword, SecondFactor, SessionList, SessionView, StatusView, TokenBody, UserSession,
+    UserView,
 };
 pub use error::ApiError;
 pub use openapi::AuthApi;
@@ -87,6 +89,12 @@ pub(crate) struct AuthStateInner {
     pub(crate) limits: Arc<crate::ratelimit::RateLimitConfig>,
     /// Device cookies that exempt a known browser from its account's lockout.
     pub(crate) devices: crate::ratelimit::DeviceCookies,
+    /// TOTP parameters, enrolment lifetime, whether MFA is required.
+    pub(crate) mfa: crate::mfa::MfaConfig,
+    /// Seals TOTP secrets under the encryption key ring.
+    pub(crate) sealer: crate::crypto::Sealer,
+    /// Hashes backup codes under the pepper key ring.
+    pub(crate) backup_codes: crate::mfa::BackupCodeHasher,
 }
 
 /// The auth endpoints as a tower service. Cheap to clone.
@@ -122,6 +130,11 @@ impl AuthService {
             .route("/password/forgot", post(account::forgot_password))
             .route("/password/reset", post(account::reset_password))
             .route("/audit", get(account::audit_events))
+            .route("/mfa/enable", post(mfa::enable))
+            .route("/mfa/verify", post(mfa::verify))
+            .route("/mfa/disable", post(mfa::disable))
+            .route("/mfa/backup-codes", post(mfa::regenerate_backup_codes))
+            .route("/mfa/status", get(mfa::status))
             .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
             .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
             .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -8,7 +8,8 @@ use super::dto::{
     Reauthenticate, ResendBody, ResetPassword, SessionList, SessionView, StatusView, TokenBody,
     UserSession, UserView,
 };
-use super::{account, handlers};
+use super::dto::{BackupCodesView, MfaEnrolment, MfaStatus, SecondFactor};
+use super::{account, handlers, mfa};
 use crate::error::{ErrorCode, Problem};
 use crate::session::Aal;
 
@@ -32,17 +33,24 @@ use crate::session::Aal;
         account::forgot_password,
         account::reset_password,
         account::audit_events,
+        mfa::enable,
+        mfa::verify,
+        mfa::disable,
+        mfa::regenerate_backup_codes,
+        mfa::status,
     ),
     components(schemas(
         Credentials, Reauthenticate, ChangePassword, UserView, SessionView, UserSession,
         MfaRequired, SessionList, CsrfTokenView, Problem, ErrorCode, Aal, EmailOnly, ResendBody,
-        TokenBody, ResetPassword, StatusView, AuditEventView, AuditPage
+        TokenBody, ResetPassword, StatusView, AuditEventView, AuditPage, SecondFactor,
+        MfaEnrolment, BackupCodesView, MfaStatus
     )),
     modifiers(&CookieScheme),
     tags(
         (name = "auth", description = "Sign-up, sign-in, sign-out and credentials"),
         (name = "sessions", description = "Listing and revoking the user's sessions"),
         (name = "account", description = "E-mail verification, password reset and the audit trail"),
+        (name = "mfa", description = "Two-factor authentication: TOTP enrolment, the second sign-in step, backup codes"),
     )
 )]
 pub struct AuthApi;

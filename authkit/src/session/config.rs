@@ -23,6 +23,11 @@ pub struct SessionConfig {
     pub cache_capacity: u64,
     /// The cookie.
     pub cookie: CookieConfig,
+    /// Every user must use a second factor: [`Session::authenticated`](super::Session::authenticated)
+    /// (and so `CurrentUser` and `RequireAuthLayer`) refuses `aal1` sessions with
+    /// `mfa_required` until the user enrols or steps up. The auth service's own routes still
+    /// serve them, so that the user can enrol.
+    pub require_mfa: bool,
 }
 
 impl Default for SessionConfig {
@@ -36,6 +41,7 @@ impl Default for SessionConfig {
             cache_ttl: Duration::from_secs(1),
             cache_capacity: 100_000,
             cookie: CookieConfig::default(),
+            require_mfa: false,
         }
     }
 }

@@ -102,6 +102,15 @@ impl AuthenticatedSession {
     pub fn authenticated_within(&self, window: std::time::Duration, now: Timestamp) -> bool {
         now.seconds_since(self.authenticated_at()) <= window.as_secs()
     }
+    /// When the user last proved the password in this session, if ever.
+    pub fn password_verified_at(&self) -> Option<Timestamp> {
+        self.inner.record.password_verified_at
+    }
+    /// Whether the user proved the password within `window` of `now`.
+    pub fn password_verified_within(&self, window: std::time::Duration, now: Timestamp) -> bool {
+        self.password_verified_at()
+            .is_some_and(|at| now.seconds_since(at) <= window.as_secs())
+    }
     pub(crate) fn id_hash(&self) -> &SessionIdHash {
         &self.inner.record.id_hash
     }
@@ -232,8 +241,20 @@ impl Session {
         }
     }
 
-    /// The fully authenticated session, or why there is none.
+    /// The fully authenticated session, or why there is none. With
+    /// [`SessionConfig::require_mfa`](super::SessionConfig::require_mfa), an `aal1` session is
+    /// refused too ([`SessionRejection::MfaRequired`]).
     pub fn authenticated(&self) -> Result<AuthenticatedSession, SessionRejection> {
+        let s = self.signed_in()?;
+        if self.inner.manager.config().require_mfa && s.aal() < Aal::Aal2 {
+            return Err(SessionRejection::MfaRequired);
+        }
+        Ok(s)
+    }
+
+    /// The fully authenticated session at any assurance level: what the auth service's own
+    /// routes accept (an `aal1` user must be able to enrol when MFA is required).
+    pub(crate) fn signed_in(&self) -> Result<AuthenticatedSession, SessionRejection> {
         match self.state() {
             SessionState::Authenticated(s) => Ok(s),
             SessionState::Pending(_) => Err(SessionRejection::MfaRequired),
@@ -324,12 +345,61 @@ impl Session {
         aal: Aal,
         verified_hash: Option<&str>,
     ) -> Result<AuthenticatedSession, SessionError> {
+        let method = if verified_hash.is_some() {
+            "password"
+        } else {
+            "other"
+        };
+        let event = self.inner.manager.reauthentication_event(
+            &session.inner,
+            aal,
+            self.inner.meta.actor(),
+            method,
+        );
         let (token, cached) = self
             .inner
             .manager
-            .rotate(&session.inner, aal, verified_hash, self.inner.meta.actor())
+            .rotate(
+                &session.inner,
+                aal,
+                verified_hash,
+                std::slice::from_ref(&event),
+            )
             .await?;
         Ok(self.activate(&token, cached))
+    }
+
+    /// A second factor was proven on a full session (step-up, enrolment, re-authentication
+    /// with a code): new token, `aal2`, `authenticated_at = now`; `events` are written in the
+    /// same transaction. [`SessionError::Revoked`] if the session ended meanwhile.
+    pub(crate) async fn second_factor_proven(
+        &self,
+        session: &AuthenticatedSession,
+        events: &[crate::audit::NewAuditEvent],
+    ) -> Result<AuthenticatedSession, SessionError> {
+        let (token, cached) = self
+            .inner
+            .manager
+            .rotate(&session.inner, Aal::Aal2, None, events)
+            .await?;
+        Ok(self.activate(&token, cached))
+    }
+
+    /// Completes a pending sign-in after its second factor: a new full session at `aal2`
+    /// replaces the pending one (new token and handle, SECURITY.md #9); `events` are written in
+    /// the same transaction. [`SessionError::Revoked`] if the pending session ended meanwhile.
+    pub(crate) async fn complete_pending(
+        &self,
+        pending: &PendingSession,
+        events: &[crate::audit::NewAuditEvent],
+    ) -> Result<AuthenticatedSession, SessionError> {
+        let (token, cached) = self.inner.manager.promote(&pending.inner, events).await?;
+        Ok(self.activate(&token, cached))
+    }
+
+    /// The request's client as an audit actor.
+    pub(crate) fn actor(&self) -> crate::audit::AuditActor {
+        self.inner.meta.actor()
     }
 
     /// Replaces the user's password hash `expected` (the one this request verified) with

@@ -232,6 +232,8 @@ impl SessionManager {
         verified_hash: Option<&str>,
     ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
         let now = self.inner.clock.now();
+        // `verified_hash` is the password hash this request just verified: a password proof.
+        let password_verified_at = verified_hash.map(|_| now);
         // MISSION.md: `login.succeeded` is written when a full session is issued.
         let audit = (kind == SessionKind::Full).then(|| {
             NewAuditEvent::new(
@@ -256,6 +258,7 @@ impl SessionManager {
             created_at: now,
             last_seen_at: now,
             authenticated_at: now,
+            password_verified_at,
             expires_at: now.saturating_add(lifetime),
             ip: meta.ip_text(),
             user_agent: meta.user_agent_text(),
@@ -264,7 +267,41 @@ impl SessionManager {
             replace,
             require_replaced: false,
             password_hash: verified_hash,
-            audit: audit.as_ref(),
+            audit: audit.as_slice(),
+        };
+        self.insert_rotated(guard, record).await
+    }
+
+    /// Turns a pending session into a full one at `aal2` after its second factor: a new token,
+    /// a new handle and the full lifetime from now (SECURITY.md #9). Fails with
+    /// [`Revoked`](super::SessionError::Revoked) if the pending session is gone (expired, or
+    /// ended by a password reset meanwhile). `events` are written in the same transaction.
+    pub(crate) async fn promote(
+        &self,
+        pending: &CachedSession,
+        events: &[NewAuditEvent],
+    ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
+        let now = self.inner.clock.now();
+        let handle: [u8; 16] = random_array(self.inner.rng.as_ref())?;
+        let record = SessionRecord {
+            id_hash: SessionIdHash::from_bytes([0; 32]),
+            handle: URL_SAFE_NO_PAD.encode(handle),
+            user_id: pending.record.user_id.clone(),
+            kind: SessionKind::Full,
+            aal: Aal::Aal2,
+            created_at: now,
+            last_seen_at: now,
+            authenticated_at: now,
+            password_verified_at: pending.record.password_verified_at,
+            expires_at: now.saturating_add(self.inner.config.absolute_timeout),
+            ip: pending.record.ip.clone(),
+            user_agent: pending.record.user_agent.clone(),
+        };
+        let guard = RotationGuard {
+            replace: Some(&pending.record.id_hash),
+            require_replaced: true,
+            password_hash: None,
+            audit: events,
         };
         self.insert_rotated(guard, record).await
     }
@@ -283,29 +320,50 @@ impl SessionManager {
 
     /// Gives the session a new token with `authenticated_at = now`, keeping its handle,
     /// creation time and absolute expiry (re-authentication never extends a session).
+    ///
+    /// `verified_hash` is the password hash this request verified (a password proof, also
+    /// checked to be still current), `None` for a second factor. `events` are written in the
+    /// same transaction.
     pub(crate) async fn rotate(
         &self,
         current: &CachedSession,
         aal: Aal,
         verified_hash: Option<&str>,
-        actor: AuditActor,
+        events: &[NewAuditEvent],
     ) -> ManagerResult<(SessionToken, Arc<CachedSession>)> {
-        let record = self.refreshed(current, aal);
-        // A re-authentication is an authentication success (SECURITY.md #40).
-        let event = NewAuditEvent::new(
-            AuditEventType::LoginSucceeded,
-            Some(record.user_id.clone()),
-            record.authenticated_at,
-            actor,
-        )
-        .with_details(serde_json::json!({ "aal": record.aal.as_str(), "reauthentication": true }));
+        let mut record = self.refreshed(current, aal);
+        if verified_hash.is_some() {
+            record.password_verified_at = Some(record.authenticated_at);
+        }
         let guard = RotationGuard {
             replace: Some(&current.record.id_hash),
             require_replaced: true,
             password_hash: verified_hash,
-            audit: Some(&event),
+            audit: events,
         };
         self.insert_rotated(guard, record).await
+    }
+
+    /// The `login.succeeded` event of a re-authentication of `current` to `aal` (SECURITY.md
+    /// #40: a re-authentication is an authentication success).
+    pub(crate) fn reauthentication_event(
+        &self,
+        current: &CachedSession,
+        aal: Aal,
+        actor: AuditActor,
+        method: &str,
+    ) -> NewAuditEvent {
+        NewAuditEvent::new(
+            AuditEventType::LoginSucceeded,
+            Some(current.record.user_id.clone()),
+            self.inner.clock.now(),
+            actor,
+        )
+        .with_details(serde_json::json!({
+            "aal": current.record.aal.max(aal).as_str(),
+            "reauthentication": true,
+            "method": method,
+        }))
     }
 
     async fn insert_rotated(
@@ -345,6 +403,7 @@ impl SessionManager {
         let token = SessionToken::generate(self.inner.rng.as_ref())?;
         let mut record = self.refreshed(current, current.record.aal);
         record.id_hash = token.hash();
+        record.password_verified_at = Some(now);
         let Some(ended) = self
             .inner
             .store

@@ -86,8 +86,11 @@ pub struct SessionRecord {
     pub created_at: Timestamp,
     /// Last request seen (persisted at a coarse interval; see `SessionConfig::touch_interval`).
     pub last_seen_at: Timestamp,
-    /// Last time the user proved a factor (login, re-authentication).
+    /// Last time the user proved a factor (login, re-authentication, second factor).
     pub authenticated_at: Timestamp,
+    /// Last time the user proved the password in this session (`None`: never, e.g. a sign-up
+    /// finished by an e-mail link). Changing MFA needs a recent password proof.
+    pub password_verified_at: Option<Timestamp>,
     /// Absolute expiry.
     pub expires_at: Timestamp,
     /// Client address at creation.

@@ -1,3 +1,5 @@
+mod mfa;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -27,6 +29,8 @@ struct Inner {
     tokens: HashMap<[u8; 32], StoredToken>,
     audit: Vec<AuditEvent>,
     next_audit_id: i64,
+    totp: HashMap<UserId, super::TotpRecord>,
+    backup_codes: HashMap<UserId, Vec<super::StoredBackupCode>>,
 }
 
 /// A token row; `Debug` comes from [`AccountToken`]'s, which leaves the password hash out.
@@ -187,7 +191,7 @@ impl SessionStore for MemoryStore {
             inner.remove_session(old);
         }
         inner.insert_session(new)?;
-        if let Some(e) = guard.audit {
+        for e in guard.audit {
             inner.append_audit(e);
         }
         Ok(Rotation::Done)

@@ -14,6 +14,8 @@ pub use sql::{DatabaseKind, SqlStore, SqlStoreOptions};
 
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::clock::Timestamp;
+use crate::mfa::TotpAlgorithm;
+use crate::secret::KeyId;
 use crate::session::{SessionIdHash, SessionRecord};
 use crate::user::{Email, UserId, UserRecord};
 
@@ -75,7 +77,7 @@ pub struct RotationGuard<'a> {
     /// produce a session.
     pub password_hash: Option<&'a str>,
     /// Written in the same transaction when the rotation is done (e.g. `login.succeeded`).
-    pub audit: Option<&'a NewAuditEvent>,
+    pub audit: &'a [NewAuditEvent],
 }
 
 /// Outcome of [`SessionStore::rotate_session`].
@@ -318,9 +320,109 @@ pub trait AuditStore: Send + Sync + std::fmt::Debug {
     async fn delete_audit_up_to(&self, cutoff: Timestamp, up_to: i64) -> Result<u64, StoreError>;
 }
 
+/// A user's TOTP authenticator as stored.
+#[derive(Clone)]
+pub struct TotpRecord {
+    /// The secret, sealed for this user (see [`TotpSecret::seal`](crate::mfa::TotpSecret::seal)).
+    pub secret: String,
+    /// HMAC algorithm.
+    pub algorithm: TotpAlgorithm,
+    /// Code length.
+    pub digits: u8,
+    /// Time step in seconds.
+    pub period: u64,
+    /// Whether enrolment was confirmed with a first code (MFA is active only then).
+    pub confirmed: bool,
+    /// The last accepted time step; a code is accepted only for a strictly greater one.
+    pub last_step: Option<u64>,
+    /// When enrolment began.
+    pub created_at: Timestamp,
+    /// When enrolment was confirmed.
+    pub confirmed_at: Option<Timestamp>,
+}
+
+/// An enrolment to store (unconfirmed).
+#[derive(Clone)]
+pub struct NewTotp {
+    /// The sealed secret.
+    pub secret: String,
+    /// HMAC algorithm.
+    pub algorithm: TotpAlgorithm,
+    /// Code length.
+    pub digits: u8,
+    /// Time step in seconds.
+    pub period: u64,
+    /// When enrolment began.
+    pub created_at: Timestamp,
+}
+
+/// A backup code as stored: its peppered hash and the pepper key's id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredBackupCode {
+    /// HMAC of the code (see [`BackupCodeHasher`](crate::mfa::BackupCodeHasher)).
+    pub hash: [u8; 32],
+    /// The pepper key it was made with.
+    pub key_id: KeyId,
+}
+
+/// Second factors: the TOTP authenticator and backup codes. Every method is one transaction;
+/// the conditional updates make "each code once" hold across requests and instances.
+#[async_trait]
+pub trait MfaStore: Send + Sync + std::fmt::Debug {
+    /// The user's authenticator, confirmed or not.
+    async fn totp(&self, user: &UserId) -> Result<Option<TotpRecord>, StoreError>;
+    /// Stores an unconfirmed enrolment, replacing an earlier unconfirmed one. `false` (nothing
+    /// written) when the user already has a confirmed authenticator.
+    async fn begin_totp_enrolment(&self, user: &UserId, new: &NewTotp) -> Result<bool, StoreError>;
+    /// Confirms the enrolment whose sealed secret is still `secret` (a second `enable` may have
+    /// replaced it meanwhile): marks it confirmed with `step` as the last accepted step, turns
+    /// `mfa_enabled` on, replaces the backup codes with `codes` and writes `audit`. `false`
+    /// (nothing written) when there is no such unconfirmed enrolment.
+    async fn confirm_totp(
+        &self,
+        user: &UserId,
+        secret: &str,
+        step: u64,
+        codes: &[StoredBackupCode],
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Records `step` as the last accepted one if it is greater than the stored one (one
+    /// conditional update): `true` for exactly one of any number of concurrent callers.
+    async fn accept_totp_step(&self, user: &UserId, step: u64) -> Result<bool, StoreError>;
+    /// Deletes the user's backup code whose hash is one of `candidates` (the code hashed under
+    /// each pepper key) and writes `audit` with it: `true` for exactly one of any number of
+    /// concurrent callers with the same code.
+    async fn consume_backup_code(
+        &self,
+        user: &UserId,
+        candidates: &[[u8; 32]],
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Replaces every backup code of a user with confirmed MFA by `codes` and writes `audit`;
+    /// `false` (nothing written) when MFA is not on.
+    async fn replace_backup_codes(
+        &self,
+        user: &UserId,
+        codes: &[StoredBackupCode],
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// How many unused backup codes the user has.
+    async fn backup_codes_remaining(&self, user: &UserId) -> Result<u32, StoreError>;
+    /// Turns MFA off: deletes the authenticator and the backup codes, clears `mfa_enabled` and
+    /// writes `audit`. `false` (nothing written) when MFA was not on.
+    async fn disable_mfa(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Everything authkit persists.
 #[async_trait]
-pub trait Store: UserStore + SessionStore + TokenStore + AuditStore {
+pub trait Store: UserStore + SessionStore + TokenStore + AuditStore + MfaStore {
     /// Checks that the store answers (readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -365,6 +467,34 @@ impl std::fmt::Debug for TokenEffect {
             Self::VerifyEmail => f.write_str("VerifyEmail"),
             Self::ResetPassword { .. } => f.write_str("ResetPassword { .. }"),
         }
+    }
+}
+
+impl std::fmt::Debug for TotpRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpRecord")
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("confirmed", &self.confirmed)
+            .field("last_step", &self.last_step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for NewTotp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewTotp")
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for StoredBackupCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredBackupCode")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 

@@ -14,6 +14,8 @@ use crate::clock::Timestamp;
 use crate::session::{Aal, SessionIdHash, SessionKind, SessionRecord};
 use crate::user::{Email, UserId, UserRecord};
 
+mod mfa;
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -199,6 +201,9 @@ fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
         created_at: Timestamp::from_unix_seconds(row.try_get("created_at")?),
         last_seen_at: Timestamp::from_unix_seconds(row.try_get("last_seen_at")?),
         authenticated_at: Timestamp::from_unix_seconds(row.try_get("authenticated_at")?),
+        password_verified_at: row
+            .try_get::<Option<i64>, _>("password_verified_at")?
+            .map(Timestamp::from_unix_seconds),
         expires_at: Timestamp::from_unix_seconds(row.try_get("expires_at")?),
         ip: row.try_get("ip")?,
         user_agent: row.try_get("user_agent")?,
@@ -215,8 +220,8 @@ fn hashes_from_rows(rows: &[AnyRow]) -> Result<Vec<SessionIdHash>, StoreError> {
 }
 
 const INSERT_SESSION: &str = "INSERT INTO sessions (id_hash, handle, user_id, kind, aal, \
-     created_at, last_seen_at, authenticated_at, expires_at, ip, user_agent) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+     created_at, last_seen_at, authenticated_at, expires_at, ip, user_agent, \
+     password_verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 fn insert_session_query(
     s: &SessionRecord,
@@ -233,10 +238,11 @@ fn insert_session_query(
         .bind(s.expires_at.unix_seconds())
         .bind(s.ip.as_deref())
         .bind(s.user_agent.as_deref())
+        .bind(s.password_verified_at.map(Timestamp::unix_seconds))
 }
 
 const SESSION_COLUMNS: &str = "id_hash, handle, user_id, kind, aal, created_at, last_seen_at, \
-     authenticated_at, expires_at, ip, user_agent";
+     authenticated_at, expires_at, ip, user_agent, password_verified_at";
 
 #[async_trait]
 impl UserStore for SqlStore {
@@ -331,7 +337,7 @@ impl SessionStore for SqlStore {
             return Ok(Rotation::Revoked);
         }
         insert_session_query(new).execute(&mut *tx).await?;
-        if let Some(e) = guard.audit {
+        for e in guard.audit {
             insert_audit_query(e).execute(&mut *tx).await?;
         }
         if let Some(expected) = guard.password_hash {

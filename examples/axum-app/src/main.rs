@@ -3,6 +3,8 @@
 //! - `GET /` is public;
 //! - `GET /portfolio` needs a signed-in user (the [`CurrentUser`] extractor answers 401
 //!   problem+json otherwise);
+//! - `POST /trade` also needs a second factor: the [`RequireAal2`] extractor answers 401
+//!   `mfa_required` until the session passed one (`/api/v1/auth/mfa/…`);
 //! - `/api/v1/auth/*` are authkit's endpoints (`register`, `login`, `logout`, `session`, …).
 //!
 //! Run it with `cargo run -p example-axum-app` and see `README.md` for a curl session.
@@ -11,8 +13,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use authkit::csrf::Origin;
 use authkit::secrets::LocalSecrets;
-use authkit::{AuthKit, CurrentUser};
-use axum::routing::get;
+use authkit::{AuthKit, CurrentUser, RequireAal2};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -27,6 +29,7 @@ fn app(auth: &AuthKit) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/portfolio", get(portfolio))
+        .route("/trade", post(trade))
         // authkit's endpoints: POST /api/v1/auth/register, /login, /logout, GET /session, …
         .nest_service("/api/v1/auth", auth.service())
         // Cookies, CSRF checks and session loading, in front of every route (including the
@@ -45,6 +48,14 @@ async fn portfolio(user: CurrentUser) -> Json<Value> {
     Json(json!({
         "user_id": user.id,
         "holdings": [],
+    }))
+}
+
+/// Sensitive: [`RequireAal2`] lets only sessions that passed a second factor (`aal2`) in.
+async fn trade(RequireAal2(user): RequireAal2) -> Json<Value> {
+    Json(json!({
+        "user_id": user.id,
+        "order": "accepted",
     }))
 }
 
@@ -206,6 +217,156 @@ mod tests {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(body_json(response).await["user_id"], user_id.as_str());
+    }
+
+    /// Sends `method path` with the cookie (and an `Origin`, and `body` as JSON).
+    async fn send(
+        app: &Router,
+        method: http::Method,
+        path: &str,
+        cookie: &str,
+        body: Option<Value>,
+    ) -> http::Response<Body> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::ORIGIN, ORIGIN)
+            .header(header::COOKIE, cookie);
+        let body = match body {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        app.clone().oneshot(req.body(body).unwrap()).await.unwrap()
+    }
+
+    /// Registers, then enrols a TOTP authenticator; returns the `aal2` cookie.
+    async fn register_and_enrol(app: &Router) -> (String, String) {
+        let response = send(
+            app,
+            http::Method::POST,
+            "/api/v1/auth/register",
+            "",
+            Some(json!({"email": "grace@example.org", "password": "vintage-orbit-lantern-42"})),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let aal1 = cookie_header(&response);
+        let response = send(
+            app,
+            http::Method::POST,
+            "/api/v1/auth/mfa/enable",
+            &aal1,
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let enrolment = body_json(response).await;
+        // What an authenticator app would show now.
+        let secret =
+            authkit::mfa::TotpSecret::from_base32(enrolment["secret"].as_str().unwrap()).unwrap();
+        let config = authkit::mfa::TotpConfig::default();
+        let now = authkit::clock::Clock::now(&authkit::clock::SystemClock);
+        let code = config.code_at(&secret, config.current_step(now).unwrap());
+        let response = send(
+            app,
+            http::Method::POST,
+            "/api/v1/auth/mfa/verify",
+            &aal1,
+            Some(json!({ "code": code.as_str() })),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let aal2 = cookie_header(&response);
+        assert_eq!(
+            body_json(response).await["backup_codes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            10
+        );
+        (aal1, aal2)
+    }
+
+    #[tokio::test]
+    async fn trade_needs_a_second_factor() {
+        let app = app(&test_auth().await);
+        let (aal1, aal2) = register_and_enrol(&app).await;
+        // The password-only session was replaced when the second factor was proven.
+        let response = send(&app, http::Method::POST, "/trade", &aal1, None).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let response = send(&app, http::Method::POST, "/trade", &aal2, None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(body_json(response).await["order"], "accepted");
+    }
+
+    #[tokio::test]
+    async fn trade_refuses_a_password_only_session() {
+        let app = app(&test_auth().await);
+        let response = send(
+            &app,
+            http::Method::POST,
+            "/api/v1/auth/register",
+            "",
+            Some(json!({"email": "lin@example.org", "password": "vintage-orbit-lantern-42"})),
+        )
+        .await;
+        let aal1 = cookie_header(&response);
+        let response = send(&app, http::Method::POST, "/trade", &aal1, None).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(body_json(response).await["code"], "mfa_required");
+        // `CurrentUser` routes take it.
+        let response = send(&app, http::Method::GET, "/portfolio", &aal1, None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn required_mfa_sends_password_only_sessions_to_enrol() {
+        let mut mfa = authkit::mfa::MfaConfig::default();
+        mfa.required = true;
+        let auth = AuthKit::builder()
+            .store(Arc::new(MemoryStore::new()))
+            .keys(SecretKeys {
+                session: ring(1),
+                encryption: ring(2),
+                pepper: ring(3),
+            })
+            .allowed_origins([Origin::parse(ORIGIN).unwrap()])
+            .mfa(mfa)
+            .build()
+            .await
+            .unwrap();
+        let app = app(&auth);
+        let response = send(
+            &app,
+            http::Method::POST,
+            "/api/v1/auth/register",
+            "",
+            Some(json!({"email": "kai@example.org", "password": "vintage-orbit-lantern-42"})),
+        )
+        .await;
+        let aal1 = cookie_header(&response);
+        // App routes refuse the `aal1` session; the auth endpoints still serve it.
+        let response = send(&app, http::Method::GET, "/portfolio", &aal1, None).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(body_json(response).await["code"], "mfa_required");
+        let response = send(&app, http::Method::GET, "/api/v1/auth/session", &aal1, None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let response = send(
+            &app,
+            http::Method::POST,
+            "/api/v1/auth/mfa/enable",
+            &aal1,
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        // Once enrolled, the `aal2` session reaches the app.
+        let (_, aal2) = register_and_enrol(&app).await;
+        let response = send(&app, http::Method::GET, "/portfolio", &aal2, None).await;
+        assert_eq!(response.status(), StatusCode::OK);
     }
 
     #[tokio::test]

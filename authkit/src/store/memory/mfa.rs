@@ -1,0 +1,139 @@
+//! [`MfaStore`] in memory: the same conditional semantics as SQL, under the store's lock.
+
+use async_trait::async_trait;
+
+use super::MemoryStore;
+use crate::audit::NewAuditEvent;
+use crate::clock::Timestamp;
+use crate::store::{MfaStore, NewTotp, StoreError, StoredBackupCode, TotpRecord};
+use crate::user::UserId;
+
+#[async_trait]
+impl MfaStore for MemoryStore {
+    async fn totp(&self, user: &UserId) -> Result<Option<TotpRecord>, StoreError> {
+        Ok(self.lock().totp.get(user).cloned())
+    }
+
+    async fn begin_totp_enrolment(&self, user: &UserId, new: &NewTotp) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if !inner.users.contains_key(user) {
+            return Err(StoreError::Conflict);
+        }
+        if inner.totp.get(user).is_some_and(|t| t.confirmed) {
+            return Ok(false);
+        }
+        inner.totp.insert(
+            user.clone(),
+            TotpRecord {
+                secret: new.secret.clone(),
+                algorithm: new.algorithm,
+                digits: new.digits,
+                period: new.period,
+                confirmed: false,
+                last_step: None,
+                created_at: new.created_at,
+                confirmed_at: None,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn confirm_totp(
+        &self,
+        user: &UserId,
+        secret: &str,
+        step: u64,
+        codes: &[StoredBackupCode],
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(totp) = inner
+            .totp
+            .get_mut(user)
+            .filter(|t| !t.confirmed && t.secret == secret)
+        else {
+            return Ok(false);
+        };
+        totp.confirmed = true;
+        totp.confirmed_at = Some(now);
+        totp.last_step = Some(step);
+        if let Some(u) = inner.users.get_mut(user) {
+            u.mfa_enabled = true;
+            u.updated_at = now;
+        }
+        inner.backup_codes.insert(user.clone(), codes.to_vec());
+        inner.append_audit(audit);
+        Ok(true)
+    }
+
+    async fn accept_totp_step(&self, user: &UserId, step: u64) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.totp.get_mut(user) {
+            Some(t) if t.confirmed && t.last_step.is_none_or(|last| last < step) => {
+                t.last_step = Some(step);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn consume_backup_code(
+        &self,
+        user: &UserId,
+        candidates: &[[u8; 32]],
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(codes) = inner.backup_codes.get_mut(user) else {
+            return Ok(false);
+        };
+        let Some(at) = codes.iter().position(|c| candidates.contains(&c.hash)) else {
+            return Ok(false);
+        };
+        codes.swap_remove(at);
+        inner.append_audit(audit);
+        Ok(true)
+    }
+
+    async fn replace_backup_codes(
+        &self,
+        user: &UserId,
+        codes: &[StoredBackupCode],
+        _now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if !inner.totp.get(user).is_some_and(|t| t.confirmed) {
+            return Ok(false);
+        }
+        inner.backup_codes.insert(user.clone(), codes.to_vec());
+        inner.append_audit(audit);
+        Ok(true)
+    }
+
+    async fn backup_codes_remaining(&self, user: &UserId) -> Result<u32, StoreError> {
+        let n = self.lock().backup_codes.get(user).map_or(0, Vec::len);
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn disable_mfa(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if !inner.totp.get(user).is_some_and(|t| t.confirmed) {
+            return Ok(false);
+        }
+        inner.totp.remove(user);
+        inner.backup_codes.remove(user);
+        if let Some(u) = inner.users.get_mut(user) {
+            u.mfa_enabled = false;
+            u.updated_at = now;
+        }
+        inner.append_audit(audit);
+        Ok(true)
+    }
+}

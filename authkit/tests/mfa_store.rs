@@ -1,0 +1,417 @@
+//! The MFA store on memory, SQLite and PostgreSQL: enrolment, confirmation, the "each TOTP step
+//! once" and "each backup code once" guarantees under real parallelism (tasks on several
+//! threads, and on SQL two connection pools, as two server instances would have), and
+//! disabling (SECURITY.md #24, #26).
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use authkit::audit::{AuditActor, AuditEventType, NewAuditEvent};
+use authkit::clock::Timestamp;
+use authkit::mfa::TotpAlgorithm;
+use authkit::rng::{OsRandom, RandomSource as _};
+use authkit::secret::KeyId;
+use authkit::store::{
+    MemoryStore, NewTotp, NewUser, SqlStore, SqlStoreOptions, Store, StoredBackupCode,
+};
+use authkit::user::{Email, UserId};
+
+const START: i64 = 1_800_000_000;
+
+fn now() -> Timestamp {
+    Timestamp::from_unix_seconds(START)
+}
+
+fn postgres_url() -> Option<String> {
+    match std::env::var("AUTHKIT_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+            panic!(
+                "CI=true but AUTHKIT_TEST_DATABASE_URL is not set: the PostgreSQL suite must run in CI"
+            )
+        }
+        _ => {
+            eprintln!(
+                "skipping: set AUTHKIT_TEST_DATABASE_URL=postgres://… to run the PostgreSQL suite"
+            );
+            None
+        }
+    }
+}
+
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    OsRandom.try_fill(&mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Two stores on one database (two pools: two "instances"), or one memory store twice.
+struct Backend {
+    a: Arc<dyn Store>,
+    b: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl Backend {
+    fn memory() -> Self {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        Self {
+            a: Arc::clone(&store),
+            b: store,
+            _dir: None,
+            pg: None,
+        }
+    }
+
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/mfa.db?mode=rwc", dir.path().display());
+        let a = SqlStore::connect(&url, SqlStoreOptions::default())
+            .await
+            .unwrap();
+        let b = SqlStore::connect(&url, SqlStoreOptions::default())
+            .await
+            .unwrap();
+        Self {
+            a: Arc::new(a),
+            b: Arc::new(b),
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    async fn postgres() -> Option<Self> {
+        let base = postgres_url()?;
+        sqlx::any::install_default_drivers();
+        let schema = format!("authkit_mfa_{}", random_hex(6));
+        let pool = sqlx::AnyPool::connect(&base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        let a = SqlStore::connect(&url, SqlStoreOptions::default())
+            .await
+            .unwrap();
+        let b = SqlStore::connect(&url, SqlStoreOptions::default())
+            .await
+            .unwrap();
+        Some(Self {
+            a: Arc::new(a),
+            b: Arc::new(b),
+            _dir: None,
+            pg: Some((base, schema)),
+        })
+    }
+
+    async fn finish(self) {
+        if let Some((base, schema)) = self.pg {
+            let pool = sqlx::AnyPool::connect(&base).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE"
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+async fn user(store: &dyn Store, name: &str) -> UserId {
+    let id = UserId::generate(&OsRandom).unwrap();
+    store
+        .create_user(NewUser {
+            id: id.clone(),
+            email: Email::parse(&format!("{name}@example.com")).unwrap(),
+            password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+            email_verified: true,
+            now: now(),
+        })
+        .await
+        .unwrap();
+    id
+}
+
+fn new_totp(secret: &str) -> NewTotp {
+    NewTotp {
+        secret: secret.to_owned(),
+        algorithm: TotpAlgorithm::Sha1,
+        digits: 6,
+        period: 30,
+        created_at: now(),
+    }
+}
+
+fn audit(kind: AuditEventType, user: &UserId) -> NewAuditEvent {
+    NewAuditEvent::new(kind, Some(user.clone()), now(), AuditActor::system())
+}
+
+fn codes(n: u8) -> Vec<StoredBackupCode> {
+    (0..n)
+        .map(|i| StoredBackupCode {
+            hash: [i; 32],
+            key_id: KeyId::new("p1").unwrap(),
+        })
+        .collect()
+}
+
+async fn lifecycle(backend: Backend) {
+    let store = &*backend.a;
+    let id = user(store, "lifecycle").await;
+    assert!(store.totp(&id).await.unwrap().is_none());
+
+    // Enrolment: replaceable until confirmed.
+    assert!(
+        store
+            .begin_totp_enrolment(&id, &new_totp("sealed-1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .begin_totp_enrolment(&id, &new_totp("sealed-2"))
+            .await
+            .unwrap()
+    );
+    let t = store.totp(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (t.secret.as_str(), t.confirmed, t.last_step),
+        ("sealed-2", false, None)
+    );
+    // A step is never accepted for an unconfirmed authenticator.
+    assert!(!store.accept_totp_step(&id, 5).await.unwrap());
+    // Confirming the replaced secret does nothing; the current one works.
+    let enabled = audit(AuditEventType::MfaEnabled, &id);
+    assert!(
+        !store
+            .confirm_totp(&id, "sealed-1", 10, &codes(10), now(), &enabled)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .confirm_totp(&id, "sealed-2", 10, &codes(10), now(), &enabled)
+            .await
+            .unwrap()
+    );
+    assert!(store.user_by_id(&id).await.unwrap().unwrap().mfa_enabled);
+    let t = store.totp(&id).await.unwrap().unwrap();
+    assert_eq!((t.confirmed, t.last_step), (true, Some(10)));
+    assert_eq!(t.algorithm, TotpAlgorithm::Sha1);
+    assert_eq!(store.backup_codes_remaining(&id).await.unwrap(), 10);
+    // A confirmed authenticator is not replaced by a new enrolment.
+    assert!(
+        !store
+            .begin_totp_enrolment(&id, &new_totp("sealed-3"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.totp(&id).await.unwrap().unwrap().secret, "sealed-2");
+
+    // Steps: strictly increasing only.
+    assert!(!store.accept_totp_step(&id, 10).await.unwrap());
+    assert!(!store.accept_totp_step(&id, 9).await.unwrap());
+    assert!(store.accept_totp_step(&id, 11).await.unwrap());
+    assert!(!store.accept_totp_step(&id, 11).await.unwrap());
+
+    // Backup codes: each once; a candidate list (several pepper keys) matches one row.
+    let used = audit(AuditEventType::BackupCodeUsed, &id);
+    assert!(
+        store
+            .consume_backup_code(&id, &[[99; 32], [3; 32]], &used)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .consume_backup_code(&id, &[[3; 32]], &used)
+            .await
+            .unwrap()
+    );
+    assert!(!store.consume_backup_code(&id, &[], &used).await.unwrap());
+    assert_eq!(store.backup_codes_remaining(&id).await.unwrap(), 9);
+    // Another user's code is not this user's.
+    let other = user(store, "other").await;
+    assert!(
+        !store
+            .consume_backup_code(&other, &[[4; 32]], &used)
+            .await
+            .unwrap()
+    );
+
+    // Regeneration replaces the set.
+    let regenerated = audit(AuditEventType::BackupCodesRegenerated, &id);
+    let fresh: Vec<StoredBackupCode> = (100..110)
+        .map(|i| StoredBackupCode {
+            hash: [i; 32],
+            key_id: KeyId::new("p1").unwrap(),
+        })
+        .collect();
+    assert!(
+        store
+            .replace_backup_codes(&id, &fresh, now(), &regenerated)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .consume_backup_code(&id, &[[4; 32]], &used)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .consume_backup_code(&id, &[[100; 32]], &used)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .replace_backup_codes(&other, &fresh, now(), &regenerated)
+            .await
+            .unwrap()
+    );
+
+    // Disable: everything goes; a second disable is a no-op.
+    let disabled = audit(AuditEventType::MfaDisabled, &id);
+    assert!(store.disable_mfa(&id, now(), &disabled).await.unwrap());
+    assert!(!store.disable_mfa(&id, now(), &disabled).await.unwrap());
+    assert!(store.totp(&id).await.unwrap().is_none());
+    assert_eq!(store.backup_codes_remaining(&id).await.unwrap(), 0);
+    assert!(!store.user_by_id(&id).await.unwrap().unwrap().mfa_enabled);
+
+    // Each change wrote its audit event in its own transaction.
+    let types: Vec<&str> = store
+        .audit_for_user(&id, None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "mfa.disabled",
+            "backup_code.used",
+            "backup_codes.regenerated",
+            "backup_code.used",
+            "mfa.enabled"
+        ]
+    );
+    backend.finish().await;
+}
+
+/// Ten tasks on two pools race for one step and for one backup code: one winner each.
+async fn races(backend: Backend) {
+    let id = user(&*backend.a, "races").await;
+    assert!(
+        backend
+            .a
+            .begin_totp_enrolment(&id, &new_totp("s"))
+            .await
+            .unwrap()
+    );
+    let enabled = audit(AuditEventType::MfaEnabled, &id);
+    assert!(
+        backend
+            .a
+            .confirm_totp(&id, "s", 1, &codes(10), now(), &enabled)
+            .await
+            .unwrap()
+    );
+    for round in 0..5u64 {
+        let step = 100 + round;
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let store = if i % 2 == 0 {
+                    Arc::clone(&backend.a)
+                } else {
+                    Arc::clone(&backend.b)
+                };
+                let id = id.clone();
+                tokio::spawn(async move { store.accept_totp_step(&id, step).await.unwrap() })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1, "step {step}");
+
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let store = if i % 2 == 0 {
+                    Arc::clone(&backend.a)
+                } else {
+                    Arc::clone(&backend.b)
+                };
+                let id = id.clone();
+                let used = audit(AuditEventType::BackupCodeUsed, &id);
+                let hash = [u8::try_from(round).unwrap(); 32];
+                tokio::spawn(async move {
+                    store
+                        .consume_backup_code(&id, &[hash], &used)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1, "backup code {round}");
+    }
+    assert_eq!(backend.a.backup_codes_remaining(&id).await.unwrap(), 5);
+    // Exactly one audit event per used code.
+    let used = backend
+        .a
+        .audit_for_user(&id, None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == AuditEventType::BackupCodeUsed)
+        .count();
+    assert_eq!(used, 5);
+    backend.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lifecycle_memory() {
+    lifecycle(Backend::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lifecycle_sqlite() {
+    lifecycle(Backend::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lifecycle_postgres() {
+    if let Some(b) = Backend::postgres().await {
+        lifecycle(b).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn races_memory() {
+    races(Backend::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn races_sqlite() {
+    races(Backend::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn races_postgres() {
+    if let Some(b) = Backend::postgres().await {
+        races(b).await;
+    }
+}
