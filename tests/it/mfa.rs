@@ -598,8 +598,19 @@ async fn disable_and_regenerate_need_a_password_proof_and_a_factor(backend: Back
     app.send(Req::get("/api/v1/auth/session").cookie(&other))
         .await
         .assert_problem(401, "unauthenticated");
-    app.send(Req::get("/api/v1/auth/session").cookie(&cookie))
+    let r = app
+        .send(Req::get("/api/v1/auth/session").cookie(&cookie))
         .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Enrolling also needs a recent authentication (the window, 5 minutes by default).
+    let late = app.register(&email("mfa-late")).await;
+    app.advance(6 * 60);
+    app.send(Req::post(ENABLE).cookie(&late))
+        .await
+        .assert_problem(403, "reauth_required");
+    let late = app.reauthenticate(&late).await;
+    let r = app.send(Req::post(ENABLE).cookie(&late)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     app.finish().await;
 }
 

@@ -105,6 +105,105 @@ async fn logs_never_contain_a_secret_used_in_the_flows() {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     app.wait_for_mail(&addr, "password_changed").await;
+
+    // MFA: enrolment (secret, URI, QR), confirmation (backup codes), a sign-in with a code, a
+    // replayed code, a backup code, regeneration and disabling (SECURITY.md #40: no OTP or
+    // backup code in the logs).
+    let cookie = app.login_ok_with(&addr, third).await;
+    let r = app
+        .send(Req::post("/api/v1/auth/mfa/enable").cookie(&cookie))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let enrolment = r.json();
+    let secret_b32 = enrolment["secret"].as_str().unwrap().to_owned();
+    secrets.push(secret_b32.clone());
+    secrets.push(enrolment["otpauth_uri"].as_str().unwrap().to_owned());
+    let secret = authkit::mfa::TotpSecret::from_base32(&secret_b32).unwrap();
+    let code_now = |app: &TestApp| {
+        use authkit::clock::Clock as _;
+        let config = authkit::mfa::TotpConfig::default();
+        let step = config.current_step(app.clock.now()).unwrap();
+        config.code_at(&secret, step).as_str().to_owned()
+    };
+    let code = code_now(&app);
+    secrets.push(code.clone());
+    let r = app
+        .send(
+            Req::post("/api/v1/auth/mfa/verify")
+                .cookie(&cookie)
+                .json(json!({ "code": code })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let backup: Vec<String> = r.json()["backup_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    secrets.extend(backup.iter().cloned());
+    secrets.extend(backup.iter().map(|c| c.replace('-', "")));
+    let cookie = r.session_cookie().unwrap();
+    secrets.push(cookie.clone());
+    app.advance(30);
+    let pending = app.login(&addr, third).await.session_cookie().unwrap();
+    secrets.push(pending.clone());
+    // The confirming code again (a replay), then the current one.
+    app.send(
+        Req::post("/api/v1/auth/mfa/verify")
+            .cookie(&pending)
+            .json(json!({ "code": code })),
+    )
+    .await
+    .assert_problem(401, "invalid_credentials");
+    let code = code_now(&app);
+    secrets.push(code.clone());
+    let r = app
+        .send(
+            Req::post("/api/v1/auth/mfa/verify")
+                .cookie(&pending)
+                .json(json!({ "code": code })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let full = r.session_cookie().unwrap();
+    secrets.push(full.clone());
+    let pending = app.login(&addr, third).await.session_cookie().unwrap();
+    secrets.push(pending.clone());
+    let r = app
+        .send(
+            Req::post("/api/v1/auth/mfa/verify")
+                .cookie(&pending)
+                .json(json!({ "backup_code": backup[0] })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let full = r.session_cookie().unwrap();
+    secrets.push(full.clone());
+    let r = app
+        .send(
+            Req::post("/api/v1/auth/mfa/backup-codes")
+                .cookie(&full)
+                .json(json!({ "backup_code": backup[1] })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let fresh: Vec<String> = r.json()["backup_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    secrets.extend(fresh.iter().cloned());
+    let r = app
+        .send(
+            Req::post("/api/v1/auth/mfa/disable")
+                .cookie(&full)
+                .json(json!({ "backup_code": fresh[0] })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    app.wait_for_mails(&addr, "mfa_changed", 4).await;
     app.finish().await;
 
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();

@@ -284,6 +284,17 @@ pub struct BackupCodesView {
     pub backup_codes: Vec<String>,
 }
 
+/// Answer of `mfa/verify`: `{backup_codes}` when it confirmed an enrolment, `{user, session}`
+/// when it completed a sign-in or stepped a session up (with a new session cookie).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum MfaVerified {
+    /// Enrolment confirmed: the backup codes, shown once.
+    Enrolled(BackupCodesView),
+    /// Sign-in completed or session stepped up to `aal2`.
+    SignedIn(UserSession),
+}
+
 /// `{enabled, backup_codes_remaining}`: answer of `mfa/status`.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"enabled": true, "backup_codes_remaining": 9}))]
@@ -326,5 +337,6 @@ redacted_debug!(
     ResetPassword,
     SecondFactor,
     MfaEnrolment,
-    BackupCodesView
+    BackupCodesView,
+    MfaVerified
 );

@@ -375,7 +375,7 @@ pub(crate) async fn enable(
 #[utoipa::path(
     post, path = "/mfa/verify", tag = "mfa", request_body = SecondFactor,
     responses(
-        (status = 200, description = "Enrolment confirmed: `{backup_codes}`; or sign-in completed / stepped up: `{user, session}` with a new session cookie", body = super::dto::UserSession),
+        (status = 200, description = "Enrolment confirmed: `{backup_codes}`; or sign-in completed / stepped up: `{user, session}` with a new session cookie", body = super::dto::MfaVerified),
         (status = 400, description = "`validation_failed`: malformed code, no enrolment in progress, or the enrolment expired", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_credentials` (wrong or reused code), `unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: the account's MFA attempts are spent for now", body = Problem, content_type = "application/problem+json"),

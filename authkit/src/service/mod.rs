@@ -27,9 +27,9 @@ use http::request::Parts;
 
 pub use dto::{
     AuditEventView, AuditPage, AuditQuery, BackupCodesView, ChangePassword, Credentials,
-    CsrfTokenView, EmailOnly, MfaEnrolment, MfaRequired, MfaStatus, Reauthenticate, ResendBody,
-    ResetPassword, SecondFactor, SessionList, SessionView, StatusView, TokenBody, UserSession,
-    UserView,
+    CsrfTokenView, EmailOnly, MfaEnrolment, MfaRequired, MfaStatus, MfaVerified, Reauthenticate,
+    ResendBody, ResetPassword, SecondFactor, SessionList, SessionView, StatusView, TokenBody,
+    UserSession, UserView,
 };
 pub use error::ApiError;
 pub use openapi::AuthApi;

@@ -8,7 +8,7 @@ use super::dto::{
     Reauthenticate, ResendBody, ResetPassword, SessionList, SessionView, StatusView, TokenBody,
     UserSession, UserView,
 };
-use super::dto::{BackupCodesView, MfaEnrolment, MfaStatus, SecondFactor};
+use super::dto::{BackupCodesView, MfaEnrolment, MfaStatus, MfaVerified, SecondFactor};
 use super::{account, handlers, mfa};
 use crate::error::{ErrorCode, Problem};
 use crate::session::Aal;
@@ -43,7 +43,7 @@ use crate::session::Aal;
         Credentials, Reauthenticate, ChangePassword, UserView, SessionView, UserSession,
         MfaRequired, SessionList, CsrfTokenView, Problem, ErrorCode, Aal, EmailOnly, ResendBody,
         TokenBody, ResetPassword, StatusView, AuditEventView, AuditPage, SecondFactor,
-        MfaEnrolment, BackupCodesView, MfaStatus
+        MfaEnrolment, BackupCodesView, MfaStatus, MfaVerified
     )),
     modifiers(&CookieScheme),
     tags(
