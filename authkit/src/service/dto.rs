@@ -292,7 +292,7 @@ pub enum MfaVerified {
     /// Enrolment confirmed: the backup codes, shown once.
     Enrolled(BackupCodesView),
     /// Sign-in completed or session stepped up to `aal2`.
-    SignedIn(UserSession),
+    SignedIn(Box<UserSession>),
 }
 
 /// `{enabled, backup_codes_remaining}`: answer of `mfa/status`.
