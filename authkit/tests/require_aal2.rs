@@ -3,7 +3,12 @@
 //! refuses `aal1` sessions while the auth endpoints keep serving them for enrolment.
 
 // Test code: failing loudly is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::convert::Infallible;
 use std::sync::Arc;
