@@ -221,6 +221,7 @@ impl App {
             .mail(Arc::new(outbox), links)
             .product_name(mail.product_name.clone())
             .mfa(config.mfa.clone())
+            .totp_issuer(config.mfa.totp.issuer.clone())
             .registration_mode(config.config.registration.mode.to_library())
             .account_config(accounts)
             .rate_limits(if config.config.ratelimit.enabled {

@@ -291,11 +291,14 @@ impl AuthKitBuilder {
             });
         }
         let mut mfa = self.mfa.clone();
-        if let Some(issuer) = self
-            .totp_issuer
-            .clone()
-            .or_else(|| self.product_name.clone())
-        {
+        // The issuer: `.totp_issuer(…)`, else one set in `.mfa(…)`, else the product name.
+        let default_issuer = crate::mfa::TotpConfig::default().issuer;
+        let issuer = self.totp_issuer.clone().or_else(|| {
+            (mfa.totp.issuer == default_issuer)
+                .then(|| self.product_name.clone())
+                .flatten()
+        });
+        if let Some(issuer) = issuer {
             mfa.totp.issuer = issuer;
         }
         if let Err(crate::mfa::MfaError::Config(reason)) = mfa.totp.validate() {
@@ -304,6 +307,8 @@ impl AuthKitBuilder {
                 reason,
             });
         }
+        // Either switch turns the requirement on; neither can turn the other off.
+        mfa.required |= self.session.require_mfa;
         self.session.require_mfa = mfa.required;
         let mut workers = None;
         if let (Some(mailer), None) = (self.mailer.take(), &self.outbox) {

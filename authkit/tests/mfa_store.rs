@@ -185,7 +185,7 @@ async fn lifecycle(backend: Backend) {
         ("sealed-2", false, None)
     );
     // A step is never accepted for an unconfirmed authenticator.
-    assert!(!store.accept_totp_step(&id, 5).await.unwrap());
+    assert!(!store.accept_totp_step(&id, "sealed-2", 5).await.unwrap());
     // Confirming the replaced secret does nothing; the current one works.
     let enabled = audit(AuditEventType::MfaEnabled, &id);
     assert!(
@@ -215,10 +215,26 @@ async fn lifecycle(backend: Backend) {
     assert_eq!(store.totp(&id).await.unwrap().unwrap().secret, "sealed-2");
 
     // Steps: strictly increasing only.
-    assert!(!store.accept_totp_step(&id, 10).await.unwrap());
-    assert!(!store.accept_totp_step(&id, 9).await.unwrap());
-    assert!(store.accept_totp_step(&id, 11).await.unwrap());
-    assert!(!store.accept_totp_step(&id, 11).await.unwrap());
+    assert!(!store.accept_totp_step(&id, "sealed-2", 10).await.unwrap());
+    assert!(!store.accept_totp_step(&id, "sealed-2", 9).await.unwrap());
+    // Only for the authenticator that was checked.
+    assert!(!store.accept_totp_step(&id, "sealed-1", 11).await.unwrap());
+    assert!(store.accept_totp_step(&id, "sealed-2", 11).await.unwrap());
+    assert!(!store.accept_totp_step(&id, "sealed-2", 11).await.unwrap());
+    // Re-sealing under a new key keeps the authenticator, conditionally.
+    assert!(
+        !store
+            .reseal_totp(&id, "sealed-1", "sealed-4")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .reseal_totp(&id, "sealed-2", "sealed-4")
+            .await
+            .unwrap()
+    );
+    assert!(store.accept_totp_step(&id, "sealed-4", 12).await.unwrap());
 
     // Backup codes: each once; a candidate list (several pepper keys) matches one row.
     let used = audit(AuditEventType::BackupCodeUsed, &id);
@@ -335,7 +351,7 @@ async fn races(backend: Backend) {
                     Arc::clone(&backend.b)
                 };
                 let id = id.clone();
-                tokio::spawn(async move { store.accept_totp_step(&id, step).await.unwrap() })
+                tokio::spawn(async move { store.accept_totp_step(&id, "s", step).await.unwrap() })
             })
             .collect();
         let mut wins = 0;
@@ -380,6 +396,135 @@ async fn races(backend: Backend) {
         .count();
     assert_eq!(used, 5);
     backend.finish().await;
+}
+
+/// The MFA lockout lives on the authenticator's row: both pools (instances) see one count;
+/// concurrent attempts each count once; a success or a reset clears it.
+async fn lockout(backend: Backend) {
+    use authkit::ratelimit::{AttemptDecision, LockoutPolicy};
+    let policy = LockoutPolicy::default();
+    let id = user(&*backend.a, "lockout").await;
+    // No authenticator: nothing to count.
+    assert_eq!(
+        backend
+            .a
+            .begin_mfa_attempt(&id, &policy, now())
+            .await
+            .unwrap(),
+        AttemptDecision::Proceed { locks_now: false }
+    );
+    assert!(
+        backend
+            .a
+            .begin_totp_enrolment(&id, &new_totp("s"))
+            .await
+            .unwrap()
+    );
+    let enabled = audit(AuditEventType::MfaEnabled, &id);
+    assert!(
+        backend
+            .a
+            .confirm_totp(&id, "s", 1, &codes(10), now(), &enabled)
+            .await
+            .unwrap()
+    );
+    // Ten concurrent attempts on two pools: exactly five proceed (the fifth starts the lock).
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = if i % 2 == 0 {
+                Arc::clone(&backend.a)
+            } else {
+                Arc::clone(&backend.b)
+            };
+            let id = id.clone();
+            let policy = policy.clone();
+            tokio::spawn(async move { store.begin_mfa_attempt(&id, &policy, now()).await.unwrap() })
+        })
+        .collect();
+    let mut proceeded = 0;
+    let mut locking = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            AttemptDecision::Proceed { locks_now } => {
+                proceeded += 1;
+                locking += usize::from(locks_now);
+            }
+            AttemptDecision::Locked { retry_after } => {
+                assert!(retry_after.is_some_and(|d| d.as_secs() <= 30));
+            }
+        }
+    }
+    assert_eq!((proceeded, locking), (5, 1));
+    assert_eq!(
+        backend.b.totp(&id).await.unwrap().unwrap().failed_attempts,
+        5
+    );
+    // 30 s later the next attempt proceeds (and locks for a minute).
+    let later = Timestamp::from_unix_seconds(START + 30);
+    assert_eq!(
+        backend
+            .b
+            .begin_mfa_attempt(&id, &policy, later)
+            .await
+            .unwrap(),
+        AttemptDecision::Proceed { locks_now: true }
+    );
+    assert!(
+        !backend
+            .a
+            .begin_mfa_attempt(&id, &policy, later)
+            .await
+            .unwrap()
+            .may_proceed()
+    );
+    // A success resets the count; so does a reset.
+    assert!(backend.a.accept_totp_step(&id, "s", 2).await.unwrap());
+    assert_eq!(
+        backend.a.totp(&id).await.unwrap().unwrap().failed_attempts,
+        0
+    );
+    for _ in 0..5 {
+        backend
+            .a
+            .begin_mfa_attempt(&id, &policy, later)
+            .await
+            .unwrap();
+    }
+    assert!(
+        !backend
+            .b
+            .begin_mfa_attempt(&id, &policy, later)
+            .await
+            .unwrap()
+            .may_proceed()
+    );
+    backend.b.clear_mfa_failures(&id).await.unwrap();
+    assert!(
+        backend
+            .a
+            .begin_mfa_attempt(&id, &policy, later)
+            .await
+            .unwrap()
+            .may_proceed()
+    );
+    backend.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lockout_memory() {
+    lockout(Backend::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lockout_sqlite() {
+    lockout(Backend::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lockout_postgres() {
+    if let Some(b) = Backend::postgres().await {
+        lockout(b).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

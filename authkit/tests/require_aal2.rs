@@ -157,3 +157,26 @@ async fn required_mfa_turns_the_plain_guard_into_an_aal2_guard() {
     let (status, _, body) = send(&app, "GET", "/guarded", &aal2, None).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "aal2"));
 }
+
+#[tokio::test]
+async fn require_mfa_in_the_session_config_alone_is_kept() {
+    let clock = ManualClock::new(Timestamp::from_unix_seconds(1_800_000_000));
+    let auth = AuthKit::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .keys(SecretKeys::generate(&OsRandom).unwrap())
+        .clock(Arc::new(clock.clone()))
+        .allowed_origins([Origin::parse(ORIGIN).unwrap()])
+        .session_config(authkit::session::SessionConfig {
+            require_mfa: true,
+            ..authkit::session::SessionConfig::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    assert!(auth.sessions().config().require_mfa);
+    let app = app(&auth, RequireAuthLayer::new());
+    let aal1 = register(&app).await;
+    let (status, _, body) = send(&app, "GET", "/guarded", &aal1, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("\"mfa_required\""), "{body}");
+}

@@ -11,6 +11,10 @@ CREATE TABLE mfa_totp (
     confirmed    BIGINT NOT NULL DEFAULT 0 CHECK (confirmed IN (0, 1)),
     -- The last accepted time step: a code is accepted only for a strictly greater step.
     last_step    BIGINT,
+    -- Consecutive failed code attempts and when the last began: the account's MFA lockout,
+    -- shared by every instance and kept across restarts.
+    failed_attempts BIGINT NOT NULL DEFAULT 0,
+    last_failure_at BIGINT,
     created_at   BIGINT NOT NULL,
     confirmed_at BIGINT
 );

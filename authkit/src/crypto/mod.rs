@@ -157,6 +157,18 @@ impl Sealer {
     }
 }
 
+impl Sealer {
+    /// Whether `envelope` names the ring's newest key (so re-sealing it would change nothing).
+    /// A malformed envelope is not current.
+    pub fn is_current(&self, envelope: &str) -> bool {
+        let mut parts = envelope.split('.');
+        match (parts.next(), parts.next(), self.keys.keys.first()) {
+            (Some(VERSION), Some(kid), Some((newest, _))) => kid == newest.as_str(),
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sealer")
@@ -324,6 +336,12 @@ mod tests {
             retired.open(&sealed_new, b"aad").unwrap().as_slice(),
             b"new"
         );
+        // What to re-seal: envelopes under any key but the newest.
+        assert!(!rotated.is_current(&sealed_old));
+        assert!(rotated.is_current(&sealed_new));
+        assert!(old.is_current(&sealed_old));
+        assert!(!rotated.is_current("v2.k2.xyz"));
+        assert!(!rotated.is_current("garbage"));
     }
 
     #[test]

@@ -663,14 +663,15 @@ pub(crate) async fn reset_password(
     state.users.invalidate(&user.id).await;
     // The new password ends both locks: whoever spent the account's password or MFA budget
     // no longer knows the password.
-    for flow in [Flow::Login, Flow::Mfa] {
-        if let Err(error) = state
-            .limiter
-            .clear(&LockoutKey::account(flow, &user.email))
-            .await
-        {
-            tracing::error!(%error, "could not clear the lockout after a reset");
-        }
+    if let Err(error) = state
+        .limiter
+        .clear(&LockoutKey::account(Flow::Login, &user.email))
+        .await
+    {
+        tracing::error!(%error, "could not clear the lockout after a reset");
+    }
+    if let Err(error) = state.store.clear_mfa_failures(&user.id).await {
+        tracing::error!(%error, "could not clear the MFA lockout after a reset");
     }
     // If this browser was signed in to the same account, its session was among those just
     // deleted: drop the cookie too. Another account's session is none of this request's

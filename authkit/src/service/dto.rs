@@ -258,7 +258,8 @@ pub struct SecondFactor {
     /// One of the backup codes (works once; spaces and hyphens are ignored).
     #[schema(value_type = Option<String>)]
     pub backup_code: Option<SecretString>,
-    /// `disable` and `backup-codes` only: also end every other session of the user.
+    /// Also end every other session of the user: when `verify` confirms an enrolment, and
+    /// for `disable` and `backup-codes` (ignored when `verify` completes a sign-in).
     #[serde(default)]
     pub revoke_other_sessions: bool,
 }

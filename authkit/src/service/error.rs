@@ -15,7 +15,6 @@ pub struct ApiError {
     code: ErrorCode,
     detail: Option<String>,
     reason: Option<String>,
-    retry_after: Option<u64>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -27,7 +26,6 @@ impl ApiError {
             code,
             detail: None,
             reason: None,
-            retry_after: None,
             source: None,
         }
     }
@@ -62,13 +60,6 @@ impl ApiError {
         self
     }
 
-    /// Adds `Retry-After` (seconds, at least 1).
-    #[must_use]
-    pub(crate) fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
-        self.retry_after = Some(wait.as_secs().max(1));
-        self
-    }
-
     /// The error code.
     pub fn code(&self) -> ErrorCode {
         self.code
@@ -78,7 +69,6 @@ impl ApiError {
         let mut p = Problem::new(self.code, request_id);
         p.detail = self.detail.clone();
         p.reason = self.reason.clone();
-        p.retry_after = self.retry_after;
         p
     }
 }

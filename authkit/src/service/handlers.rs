@@ -341,6 +341,34 @@ pub(crate) async fn list_sessions(
     Ok(Json(SessionList { sessions }).into_response())
 }
 
+/// Account changes need the account's full assurance: a user with MFA (or any user, when MFA
+/// is required) must have passed the second factor in this session, so that a password-only
+/// session from before enrolment cannot change the password or end the owner's sessions.
+async fn require_full_assurance(
+    state: &AuthState,
+    session: &Session,
+    current: &AuthenticatedSession,
+    user: Option<&UserRecord>,
+) -> ApiResult<()> {
+    if current.aal() >= Aal::Aal2 {
+        return Ok(());
+    }
+    let needs_mfa = state.mfa.required
+        || match user {
+            Some(user) => user.mfa_enabled,
+            None => {
+                load_user(state, session, current.user_id())
+                    .await?
+                    .mfa_enabled
+            }
+        };
+    if needs_mfa {
+        return Err(ApiError::new(ErrorCode::MfaRequired)
+            .with_detail("pass the second factor first: POST /api/v1/auth/mfa/verify"));
+    }
+    Ok(())
+}
+
 fn require_recent_auth(state: &AuthState, s: &AuthenticatedSession) -> ApiResult<()> {
     if s.authenticated_within(state.sessions.config().reauth_window, state.clock.now()) {
         Ok(())
@@ -371,6 +399,7 @@ pub(crate) async fn revoke_session(
         return logout(session).await;
     }
     require_recent_auth(&state, &current)?;
+    require_full_assurance(&state, &session, &current, None).await?;
     if state
         .sessions
         .revoke_by_handle(current.user_id(), &handle, &session.client().actor())
@@ -397,6 +426,7 @@ pub(crate) async fn revoke_other_sessions(
     FullSession { session, current }: FullSession,
 ) -> ApiResult {
     require_recent_auth(&state, &current)?;
+    require_full_assurance(&state, &session, &current, None).await?;
     state
         .sessions
         .revoke_all_except(
@@ -474,6 +504,7 @@ pub(crate) async fn change_password(
 ) -> ApiResult {
     check_max_length(&state, &body.current_password, "current_password")?;
     let user = load_user(&state, &session, current.user_id()).await?;
+    require_full_assurance(&state, &session, &current, Some(&user)).await?;
     // Under the sign-in lockout, like `reauthenticate`. No rehash: the hash is replaced below.
     let actor = session.client().actor();
     let attempt = password_attempt(

@@ -30,7 +30,7 @@ use crate::mfa::{
     BackupCode, TotpCheck, TotpCode, TotpConfig, TotpSecret, generate_backup_codes,
     qr_png_data_uri, qr_svg,
 };
-use crate::ratelimit::{AttemptDecision, Flow, LockoutKey, RateKey};
+use crate::ratelimit::{AttemptDecision, Flow, RateKey};
 use crate::session::{AuthenticatedSession, PendingSession, Session, SessionState};
 use crate::store::{NewTotp, StoredBackupCode, TotpRecord};
 use crate::user::{UserId, UserRecord};
@@ -93,49 +93,63 @@ fn event(
         .with_details(details)
 }
 
-/// One attempt under the account's MFA budget, holding the account's turn until it ends.
+/// One attempt under the account's MFA budget, holding the account's turn on this instance
+/// until it ends.
 struct Budget {
-    key: LockoutKey,
     locks_now: bool,
     _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
-/// Starts an MFA attempt for `user`: the per-account quota, then the lockout (counted before
-/// the check; see the module docs of [`crate::ratelimit`]). Over budget: 429 with
-/// `Retry-After`; the user is already identified here, so saying so reveals nothing.
-async fn begin_attempt(state: &AuthState, user: &UserRecord) -> ApiResult<Budget> {
+/// Starts an MFA attempt for `user`: the per-account quota of this instance, then the durable
+/// lockout kept on the authenticator's row (counted before the check, shared by every
+/// instance; see [`MfaStore::begin_mfa_attempt`](crate::store::MfaStore::begin_mfa_attempt)).
+/// Over budget the answer is that of a wrong code (MISSION.md: a locked account answers
+/// `invalid_credentials`); the lock is audited.
+async fn begin_attempt(
+    state: &AuthState,
+    user: &UserRecord,
+    actor: &AuditActor,
+    purpose: &str,
+) -> ApiResult<Budget> {
     let now = state.clock.now();
+    let refused = |reason: &'static str| async move {
+        state
+            .audit(event(
+                state,
+                AuditEventType::MfaFailed,
+                &user.id,
+                actor,
+                serde_json::json!({ "purpose": purpose, "reason": reason }),
+            ))
+            .await;
+        ApiError::new(ErrorCode::InvalidCredentials)
+    };
     if let Some(quota) = state.limits.flow(Flow::Mfa).per_account {
         let decision = state
             .limiter
             .hit(&RateKey::account(Flow::Mfa, &user.email), quota, now)
             .await
             .map_err(|e| ApiError::new(ErrorCode::ServiceUnavailable).with_source(e))?;
-        if let crate::ratelimit::Decision::Limited { retry_after } = decision {
-            return Err(ApiError::new(ErrorCode::RateLimited).with_retry_after(retry_after));
+        if !decision.is_allowed() {
+            return Err(refused("rate_limited").await);
         }
     }
-    let key = LockoutKey::account(Flow::Mfa, &user.email);
     // Attempts of one account take turns on this instance, as password attempts do: counting
-    // before the check must neither let parallel guesses overrun the count nor lock out
-    // parallel correct attempts.
+    // before the check must not lock out parallel correct attempts.
     let gate = state
         .attempt_gates
-        .get_with(key.as_str().to_owned(), async {
+        .get_with(format!("mfa:{}", user.id), async {
             Arc::new(tokio::sync::Mutex::new(()))
         })
         .await;
     let turn = gate.lock_owned().await;
-    let decision = state
-        .limiter
-        .begin_attempt(&key, &state.limits.lockout, now)
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::ServiceUnavailable).with_source(e))?;
-    match decision {
-        AttemptDecision::Locked { retry_after } => Err(ApiError::new(ErrorCode::RateLimited)
-            .with_retry_after(retry_after.unwrap_or(std::time::Duration::from_secs(3600)))),
+    match state
+        .store
+        .begin_mfa_attempt(&user.id, &state.limits.lockout, now)
+        .await?
+    {
+        AttemptDecision::Locked { .. } => Err(refused("locked").await),
         AttemptDecision::Proceed { locks_now } => Ok(Budget {
-            key,
             locks_now,
             _turn: turn,
         }),
@@ -143,12 +157,6 @@ async fn begin_attempt(state: &AuthState, user: &UserRecord) -> ApiResult<Budget
 }
 
 impl Budget {
-    async fn succeeded(self, state: &AuthState) {
-        if let Err(error) = state.limiter.attempt_succeeded(&self.key).await {
-            tracing::error!(%error, "could not reset the MFA lockout counter");
-        }
-    }
-
     /// Audits the failure (and a lock it starts) and returns the client's error.
     async fn failed(
         self,
@@ -183,44 +191,35 @@ impl Budget {
 }
 
 /// Checks `factor` against the user's confirmed authenticator or backup codes, under the
-/// budget. `Ok(())` when proven (the step or code is used up); `invalid_credentials` when not.
+/// budget. `Ok(())` when proven (the step or code is used up, the failure count reset);
+/// `invalid_credentials` when not. The request's session must still exist when its turn
+/// comes: a double-submitted form must not spend a second code on a session already replaced.
 async fn prove(
     state: &AuthState,
+    session: &Session,
     user: &UserRecord,
     record: &TotpRecord,
     factor: &Factor,
-    actor: &AuditActor,
     purpose: &str,
 ) -> ApiResult<()> {
-    let budget = begin_attempt(state, user).await?;
+    let actor = session.actor();
+    let budget = begin_attempt(state, user, &actor, purpose).await?;
+    let live = match session.current_hash() {
+        Some(hash) => state.store.session(&hash).await?.is_some(),
+        None => false,
+    };
+    if !live {
+        return Err(ApiError::new(ErrorCode::Unauthenticated));
+    }
     let proven = match factor {
-        Factor::Totp(code) => {
-            let secret = open_secret(state, &user.id, record)?;
-            let config = totp_config(state, record);
-            match config.check(&secret, code, state.clock.now(), record.last_step) {
-                // The store has the last word: a concurrent request may have taken the step.
-                TotpCheck::Accepted { step } => {
-                    if state.store.accept_totp_step(&user.id, step).await? {
-                        true
-                    } else {
-                        totp_reused(state, user, actor, step).await;
-                        false
-                    }
-                }
-                TotpCheck::Reused { step } => {
-                    totp_reused(state, user, actor, step).await;
-                    false
-                }
-                TotpCheck::Rejected => false,
-            }
-        }
+        Factor::Totp(code) => prove_totp(state, user, record, code, &actor).await?,
         Factor::Backup(code) => {
             let candidates = state.backup_codes.candidates(&user.id, code);
             let used = event(
                 state,
                 AuditEventType::BackupCodeUsed,
                 &user.id,
-                actor,
+                &actor,
                 serde_json::json!({ "purpose": purpose }),
             );
             state
@@ -230,13 +229,77 @@ async fn prove(
         }
     };
     if proven {
-        budget.succeeded(state).await;
         Ok(())
     } else {
         Err(budget
-            .failed(state, user, actor, factor.method(), purpose)
+            .failed(state, user, &actor, factor.method(), purpose)
             .await)
     }
+}
+
+/// The TOTP half of [`prove`]: `true` when the code's step was accepted now.
+async fn prove_totp(
+    state: &AuthState,
+    user: &UserRecord,
+    record: &TotpRecord,
+    code: &TotpCode,
+    actor: &AuditActor,
+) -> ApiResult<bool> {
+    let secret = match TotpSecret::open(&state.sealer, &record.secret, &user.id) {
+        Ok(secret) => secret,
+        Err(error) => {
+            // E.g. the key that sealed it was retired: no code can be right, and the operator
+            // must know (the user can still use a backup code, or disable and re-enrol).
+            tracing::error!(user_id = %user.id, %error, "a TOTP secret could not be opened");
+            return Ok(false);
+        }
+    };
+    let step = match totp_config(state, record).check(
+        &secret,
+        code,
+        state.clock.now(),
+        record.last_step,
+    ) {
+        TotpCheck::Accepted { step } => step,
+        TotpCheck::Reused { step } => {
+            totp_reused(state, user, actor, step).await;
+            return Ok(false);
+        }
+        TotpCheck::Rejected => return Ok(false),
+    };
+    // The store has the last word: a concurrent request (on any instance) may have taken the
+    // step, or the authenticator may have been replaced meanwhile.
+    if !state
+        .store
+        .accept_totp_step(&user.id, &record.secret, step)
+        .await?
+    {
+        let same = state
+            .store
+            .totp(&user.id)
+            .await?
+            .is_some_and(|now| now.confirmed && now.secret == record.secret);
+        if same {
+            totp_reused(state, user, actor, step).await;
+        }
+        return Ok(false);
+    }
+    // Rotation: a secret sealed under an older key moves to the newest one at its next use.
+    if !state.sealer.is_current(&record.secret) {
+        match secret.seal(&state.sealer, &user.id, state.rng.as_ref()) {
+            Ok(resealed) => {
+                if let Err(error) = state
+                    .store
+                    .reseal_totp(&user.id, &record.secret, &resealed)
+                    .await
+                {
+                    tracing::warn!(%error, "could not re-seal a TOTP secret under the newest key");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not re-seal a TOTP secret"),
+        }
+    }
+    Ok(true)
 }
 
 /// A code whose step was already accepted: audited and the user notified (SECURITY.md #24,
@@ -377,8 +440,8 @@ pub(crate) async fn enable(
     responses(
         (status = 200, description = "Enrolment confirmed: `{backup_codes}`; or sign-in completed / stepped up: `{user, session}` with a new session cookie", body = super::dto::MfaVerified),
         (status = 400, description = "`validation_failed`: malformed code, no enrolment in progress, or the enrolment expired", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`invalid_credentials` (wrong or reused code), `unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`: the account's MFA attempts are spent for now", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials` (wrong or reused code, or the account's MFA attempts are spent for now), `unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many attempts from this client address (a spent per-account budget answers 401 like a wrong code)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []))
 )]
@@ -425,7 +488,7 @@ async fn complete_sign_in(
     };
     let factor = Factor::parse(body, record.digits)?;
     let actor = session.actor();
-    prove(state, &user, &record, &factor, &actor, "sign_in").await?;
+    prove(state, session, &user, &record, &factor, "sign_in").await?;
     let method = factor.method();
     let events = [
         // MISSION.md: `login.succeeded` is written when the full session is issued.
@@ -460,7 +523,7 @@ async fn step_up(
 ) -> ApiResult {
     let factor = Factor::parse(body, record.digits)?;
     let actor = session.actor();
-    prove(state, user, record, &factor, &actor, "step_up").await?;
+    prove(state, session, user, record, &factor, "step_up").await?;
     let events = [event(
         state,
         AuditEventType::MfaSucceeded,
@@ -495,7 +558,7 @@ async fn confirm_enrolment(
         }
     };
     let actor = session.actor();
-    let budget = begin_attempt(state, user).await?;
+    let budget = begin_attempt(state, user, &actor, "enrolment").await?;
     let secret = open_secret(state, &user.id, record)?;
     let step = match totp_config(state, record).check(&secret, &code, state.clock.now(), None) {
         TotpCheck::Accepted { step } => step,
@@ -530,11 +593,18 @@ async fn confirm_enrolment(
             "the enrolment was restarted meanwhile: use the newest QR code",
         ));
     }
-    budget.succeeded(state).await;
+    drop(budget);
     state.users.invalidate(&user.id).await;
     // The user just proved a second factor: this session is `aal2`, under a new id
     // (a privilege change, SECURITY.md #9).
-    session.second_factor_proven(current, &[]).await?;
+    let s = session.second_factor_proven(current, &[]).await?;
+    // The offer of SECURITY.md #27: a session stolen before enrolment need not outlive it.
+    if body.revoke_other_sessions {
+        state
+            .sessions
+            .revoke_all_except(&user.id, Some(s.id_hash()), &actor)
+            .await?;
+    }
     notify(state, user, MfaChange::Enabled, &actor).await;
     Ok(Json(codes_view(&codes)).into_response())
 }
@@ -562,7 +632,7 @@ pub(crate) async fn disable(
     let record = confirmed_totp(&state, &user).await?;
     let factor = Factor::parse(&body, record.digits)?;
     let actor = session.actor();
-    prove(&state, &user, &record, &factor, &actor, "disable").await?;
+    prove(&state, &session, &user, &record, &factor, "disable").await?;
     let disabled = event(
         &state,
         AuditEventType::MfaDisabled,
@@ -615,10 +685,10 @@ pub(crate) async fn regenerate_backup_codes(
     let actor = session.actor();
     prove(
         &state,
+        &session,
         &user,
         &record,
         &factor,
-        &actor,
         "regenerate_backup_codes",
     )
     .await?;
@@ -698,7 +768,7 @@ pub(crate) async fn reauthenticate_with_code(
         .map_err(|_| ApiError::validation(format!("`code` must be {} digits", record.digits)))?;
     let factor = Factor::Totp(code);
     let actor = session.actor();
-    prove(state, user, &record, &factor, &actor, "reauthentication").await?;
+    prove(state, session, user, &record, &factor, "reauthentication").await?;
     let events = [event(
         state,
         AuditEventType::LoginSucceeded,

@@ -15,6 +15,7 @@ pub use sql::{DatabaseKind, SqlStore, SqlStoreOptions};
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::clock::Timestamp;
 use crate::mfa::TotpAlgorithm;
+use crate::ratelimit::{AttemptDecision, LockSpan, LockoutPolicy};
 use crate::secret::KeyId;
 use crate::session::{SessionIdHash, SessionRecord};
 use crate::user::{Email, UserId, UserRecord};
@@ -335,6 +336,10 @@ pub struct TotpRecord {
     pub confirmed: bool,
     /// The last accepted time step; a code is accepted only for a strictly greater one.
     pub last_step: Option<u64>,
+    /// Consecutive failed code attempts (the account's MFA lockout counter).
+    pub failed_attempts: u32,
+    /// When the last failed attempt began.
+    pub last_failure_at: Option<Timestamp>,
     /// When enrolment began.
     pub created_at: Timestamp,
     /// When enrolment was confirmed.
@@ -387,12 +392,35 @@ pub trait MfaStore: Send + Sync + std::fmt::Debug {
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> Result<bool, StoreError>;
-    /// Records `step` as the last accepted one if it is greater than the stored one (one
-    /// conditional update): `true` for exactly one of any number of concurrent callers.
-    async fn accept_totp_step(&self, user: &UserId, step: u64) -> Result<bool, StoreError>;
+    /// Records `step` as the last accepted one of the confirmed authenticator whose sealed
+    /// secret is still `secret`, if it is greater than the stored one (one conditional update),
+    /// and resets the failure counter: `true` for exactly one of any number of concurrent
+    /// callers.
+    async fn accept_totp_step(
+        &self,
+        user: &UserId,
+        secret: &str,
+        step: u64,
+    ) -> Result<bool, StoreError>;
+    /// Counts one code attempt as a failure *before* it is checked, unless the user's MFA is
+    /// locked under `policy` (see [`RateLimiter::begin_attempt`](crate::ratelimit::RateLimiter::begin_attempt)
+    /// for why the count comes first). Kept on the authenticator's row, so every instance
+    /// shares it and a restart keeps it. Without an authenticator, nothing is counted and the
+    /// answer is `Proceed` (the check then fails on its own).
+    async fn begin_mfa_attempt(
+        &self,
+        user: &UserId,
+        policy: &LockoutPolicy,
+        now: Timestamp,
+    ) -> Result<AttemptDecision, StoreError>;
+    /// Forgets the user's failed MFA attempts (after a password reset).
+    async fn clear_mfa_failures(&self, user: &UserId) -> Result<(), StoreError>;
+    /// Replaces the sealed secret `old` with `new` (the same secret sealed under the newest
+    /// key); `false` when the stored one is no longer `old`.
+    async fn reseal_totp(&self, user: &UserId, old: &str, new: &str) -> Result<bool, StoreError>;
     /// Deletes the user's backup code whose hash is one of `candidates` (the code hashed under
-    /// each pepper key) and writes `audit` with it: `true` for exactly one of any number of
-    /// concurrent callers with the same code.
+    /// each pepper key), resets the failure counter and writes `audit` with it: `true` for
+    /// exactly one of any number of concurrent callers with the same code.
     async fn consume_backup_code(
         &self,
         user: &UserId,
@@ -467,6 +495,29 @@ impl std::fmt::Debug for TokenEffect {
             Self::VerifyEmail => f.write_str("VerifyEmail"),
             Self::ResetPassword { .. } => f.write_str("ResetPassword { .. }"),
         }
+    }
+}
+
+/// Whether `failures` consecutive failures, the last at `last_failure`, lock at `now`; and if
+/// not, what counting one more means. Shared by the SQL and memory stores.
+pub(crate) fn mfa_attempt_decision(
+    policy: &LockoutPolicy,
+    failures: u32,
+    last_failure: Option<Timestamp>,
+    now: Timestamp,
+) -> AttemptDecision {
+    let since = last_failure.map_or(u64::MAX, |at| now.seconds_since(at));
+    match policy.lock_after(failures) {
+        LockSpan::UntilReset => return AttemptDecision::Locked { retry_after: None },
+        LockSpan::For(lock) if since < lock.as_secs() => {
+            return AttemptDecision::Locked {
+                retry_after: Some(std::time::Duration::from_secs(lock.as_secs() - since)),
+            };
+        }
+        _ => {}
+    }
+    AttemptDecision::Proceed {
+        locks_now: policy.lock_after(failures.saturating_add(1)) != LockSpan::None,
     }
 }
 

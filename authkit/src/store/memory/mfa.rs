@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use super::MemoryStore;
 use crate::audit::NewAuditEvent;
 use crate::clock::Timestamp;
-use crate::store::{MfaStore, NewTotp, StoreError, StoredBackupCode, TotpRecord};
+use crate::ratelimit::{AttemptDecision, LockoutPolicy};
+use crate::store::{
+    MfaStore, NewTotp, StoreError, StoredBackupCode, TotpRecord, mfa_attempt_decision,
+};
 use crate::user::UserId;
 
 #[async_trait]
@@ -31,6 +34,8 @@ impl MfaStore for MemoryStore {
                 period: new.period,
                 confirmed: false,
                 last_step: None,
+                failed_attempts: 0,
+                last_failure_at: None,
                 created_at: new.created_at,
                 confirmed_at: None,
             },
@@ -58,6 +63,7 @@ impl MfaStore for MemoryStore {
         totp.confirmed = true;
         totp.confirmed_at = Some(now);
         totp.last_step = Some(step);
+        totp.failed_attempts = 0;
         if let Some(u) = inner.users.get_mut(user) {
             u.mfa_enabled = true;
             u.updated_at = now;
@@ -67,11 +73,55 @@ impl MfaStore for MemoryStore {
         Ok(true)
     }
 
-    async fn accept_totp_step(&self, user: &UserId, step: u64) -> Result<bool, StoreError> {
+    async fn accept_totp_step(
+        &self,
+        user: &UserId,
+        secret: &str,
+        step: u64,
+    ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         match inner.totp.get_mut(user) {
-            Some(t) if t.confirmed && t.last_step.is_none_or(|last| last < step) => {
+            Some(t)
+                if t.confirmed && t.secret == secret && t.last_step.is_none_or(|l| l < step) =>
+            {
                 t.last_step = Some(step);
+                t.failed_attempts = 0;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn begin_mfa_attempt(
+        &self,
+        user: &UserId,
+        policy: &LockoutPolicy,
+        now: Timestamp,
+    ) -> Result<AttemptDecision, StoreError> {
+        let mut inner = self.lock();
+        let Some(t) = inner.totp.get_mut(user) else {
+            return Ok(AttemptDecision::Proceed { locks_now: false });
+        };
+        let decision = mfa_attempt_decision(policy, t.failed_attempts, t.last_failure_at, now);
+        if decision.may_proceed() {
+            t.failed_attempts = t.failed_attempts.saturating_add(1);
+            t.last_failure_at = Some(now);
+        }
+        Ok(decision)
+    }
+
+    async fn clear_mfa_failures(&self, user: &UserId) -> Result<(), StoreError> {
+        if let Some(t) = self.lock().totp.get_mut(user) {
+            t.failed_attempts = 0;
+        }
+        Ok(())
+    }
+
+    async fn reseal_totp(&self, user: &UserId, old: &str, new: &str) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.totp.get_mut(user) {
+            Some(t) if t.secret == old => {
+                new.clone_into(&mut t.secret);
                 Ok(true)
             }
             _ => Ok(false),
@@ -92,6 +142,9 @@ impl MfaStore for MemoryStore {
             return Ok(false);
         };
         codes.swap_remove(at);
+        if let Some(t) = inner.totp.get_mut(user) {
+            t.failed_attempts = 0;
+        }
         inner.append_audit(audit);
         Ok(true)
     }

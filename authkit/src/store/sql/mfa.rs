@@ -7,11 +7,14 @@ use sqlx::any::AnyRow;
 use super::{DatabaseKind, SqlStore, insert_audit_query};
 use crate::audit::NewAuditEvent;
 use crate::clock::Timestamp;
-use crate::store::{MfaStore, NewTotp, StoreError, StoredBackupCode, TotpRecord};
+use crate::ratelimit::{AttemptDecision, LockoutPolicy};
+use crate::store::{
+    MfaStore, NewTotp, StoreError, StoredBackupCode, TotpRecord, mfa_attempt_decision,
+};
 use crate::user::UserId;
 
-const TOTP_COLUMNS: &str =
-    "secret, algorithm, digits, period, confirmed, last_step, created_at, confirmed_at";
+const TOTP_COLUMNS: &str = "secret, algorithm, digits, period, confirmed, last_step, \
+     failed_attempts, last_failure_at, created_at, confirmed_at";
 
 fn totp_from_row(row: &AnyRow) -> Result<TotpRecord, StoreError> {
     let algorithm: String = row.try_get("algorithm")?;
@@ -28,6 +31,11 @@ fn totp_from_row(row: &AnyRow) -> Result<TotpRecord, StoreError> {
             .map_err(|_| StoreError::Corrupt("totp period"))?,
         confirmed: row.try_get::<i64, _>("confirmed")? != 0,
         last_step: step(row.try_get("last_step")?).transpose()?,
+        failed_attempts: u32::try_from(row.try_get::<i64, _>("failed_attempts")?)
+            .map_err(|_| StoreError::Corrupt("mfa failures"))?,
+        last_failure_at: row
+            .try_get::<Option<i64>, _>("last_failure_at")?
+            .map(Timestamp::from_unix_seconds),
         created_at: Timestamp::from_unix_seconds(row.try_get("created_at")?),
         confirmed_at: row
             .try_get::<Option<i64>, _>("confirmed_at")?
@@ -129,8 +137,8 @@ impl MfaStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE mfa_totp SET confirmed = 1, confirmed_at = $1, last_step = $2 \
-             WHERE user_id = $3 AND confirmed = 0 AND secret = $4",
+            "UPDATE mfa_totp SET confirmed = 1, confirmed_at = $1, last_step = $2, \
+             failed_attempts = 0 WHERE user_id = $3 AND confirmed = 0 AND secret = $4",
         )
         .bind(now.unix_seconds())
         .bind(step_i64(step)?)
@@ -157,17 +165,90 @@ impl MfaStore for SqlStore {
         Ok(true)
     }
 
-    async fn accept_totp_step(&self, user: &UserId, step: u64) -> Result<bool, StoreError> {
+    async fn accept_totp_step(
+        &self,
+        user: &UserId,
+        secret: &str,
+        step: u64,
+    ) -> Result<bool, StoreError> {
         // One conditional update: the database serialises concurrent writers on the row, and
-        // the loser re-evaluates `last_step < $1` against the winner's value.
+        // the loser re-evaluates `last_step < $1` against the winner's value. The secret ties
+        // the step to the authenticator that was checked (not one enrolled meanwhile).
         let done = sqlx::query(
-            "UPDATE mfa_totp SET last_step = $1 \
-             WHERE user_id = $2 AND confirmed = 1 AND (last_step IS NULL OR last_step < $1)",
+            "UPDATE mfa_totp SET last_step = $1, failed_attempts = 0 \
+             WHERE user_id = $2 AND secret = $3 AND confirmed = 1 \
+             AND (last_step IS NULL OR last_step < $1)",
         )
         .bind(step_i64(step)?)
         .bind(user.as_str())
+        .bind(secret)
         .execute(&self.pool)
         .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn begin_mfa_attempt(
+        &self,
+        user: &UserId,
+        policy: &LockoutPolicy,
+        now: Timestamp,
+    ) -> Result<AttemptDecision, StoreError> {
+        // Read, decide, then count with a compare-and-set on the count read: concurrent
+        // attempts (on any instance) each count once, and each decides on the count it saw.
+        for _ in 0..16 {
+            let row = sqlx::query(
+                "SELECT failed_attempts, last_failure_at FROM mfa_totp WHERE user_id = $1",
+            )
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else {
+                return Ok(AttemptDecision::Proceed { locks_now: false });
+            };
+            let failures: i64 = row.try_get("failed_attempts")?;
+            let last = row
+                .try_get::<Option<i64>, _>("last_failure_at")?
+                .map(Timestamp::from_unix_seconds);
+            let count = u32::try_from(failures).map_err(|_| StoreError::Corrupt("mfa failures"))?;
+            let decision = mfa_attempt_decision(policy, count, last, now);
+            if !decision.may_proceed() {
+                return Ok(decision);
+            }
+            let counted = sqlx::query(
+                "UPDATE mfa_totp SET failed_attempts = failed_attempts + 1, last_failure_at = $1 \
+                 WHERE user_id = $2 AND failed_attempts = $3",
+            )
+            .bind(now.unix_seconds())
+            .bind(user.as_str())
+            .bind(failures)
+            .execute(&self.pool)
+            .await?;
+            if counted.rows_affected() == 1 {
+                return Ok(decision);
+            }
+        }
+        // Sixteen lost races in a row: someone is hammering the account; refuse this one.
+        Ok(AttemptDecision::Locked {
+            retry_after: Some(std::time::Duration::from_secs(1)),
+        })
+    }
+
+    async fn clear_mfa_failures(&self, user: &UserId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE mfa_totp SET failed_attempts = 0 WHERE user_id = $1")
+            .bind(user.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn reseal_totp(&self, user: &UserId, old: &str, new: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE mfa_totp SET secret = $1 WHERE user_id = $2 AND secret = $3")
+                .bind(new)
+                .bind(user.as_str())
+                .bind(old)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -198,6 +279,10 @@ impl MfaStore for SqlStore {
             tx.rollback().await?;
             return Ok(false);
         }
+        sqlx::query("UPDATE mfa_totp SET failed_attempts = 0 WHERE user_id = $1")
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
         insert_audit_query(audit).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
