@@ -77,6 +77,7 @@ mod kit;
 mod layer;
 pub mod mail;
 pub mod mfa;
+pub mod oauth;
 pub mod password;
 pub mod ratelimit;
 mod require;
