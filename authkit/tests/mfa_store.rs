@@ -398,6 +398,115 @@ async fn races(backend: Backend) {
     backend.finish().await;
 }
 
+/// Regenerating and disabling race on two pools: whichever commits first, no backup code is
+/// left behind for a user without MFA, and a confirmation racing a new enrolment confirms at
+/// most the secret it checked.
+async fn change_races(backend: Backend) {
+    for round in 0..10u8 {
+        let id = user(&*backend.a, &format!("change-race-{round}")).await;
+        assert!(
+            backend
+                .a
+                .begin_totp_enrolment(&id, &new_totp("s"))
+                .await
+                .unwrap()
+        );
+        let enabled = audit(AuditEventType::MfaEnabled, &id);
+        assert!(
+            backend
+                .a
+                .confirm_totp(&id, "s", 1, &codes(10), now(), &enabled)
+                .await
+                .unwrap()
+        );
+        let (a, b) = (Arc::clone(&backend.a), Arc::clone(&backend.b));
+        let (ida, idb) = (id.clone(), id.clone());
+        let regenerate = tokio::spawn(async move {
+            let fresh: Vec<StoredBackupCode> = (50..60)
+                .map(|i| StoredBackupCode {
+                    hash: [i; 32],
+                    key_id: KeyId::new("p1").unwrap(),
+                })
+                .collect();
+            let event = audit(AuditEventType::BackupCodesRegenerated, &ida);
+            a.replace_backup_codes(&ida, &fresh, now(), &event)
+                .await
+                .unwrap()
+        });
+        let disable = tokio::spawn(async move {
+            let event = audit(AuditEventType::MfaDisabled, &idb);
+            b.disable_mfa(&idb, now(), &event).await.unwrap()
+        });
+        let (regenerated, disabled) = (regenerate.await.unwrap(), disable.await.unwrap());
+        assert!(disabled, "round {round}");
+        let _ = regenerated;
+        assert!(backend.a.totp(&id).await.unwrap().is_none());
+        assert_eq!(
+            backend.b.backup_codes_remaining(&id).await.unwrap(),
+            0,
+            "round {round}: codes outlived MFA"
+        );
+        assert!(
+            !backend
+                .a
+                .user_by_id(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .mfa_enabled
+        );
+
+        // A confirmation of secret "t" racing an enrolment that replaces it with "u".
+        assert!(
+            backend
+                .a
+                .begin_totp_enrolment(&id, &new_totp("t"))
+                .await
+                .unwrap()
+        );
+        let (a, b) = (Arc::clone(&backend.a), Arc::clone(&backend.b));
+        let (ida, idb) = (id.clone(), id.clone());
+        let confirm = tokio::spawn(async move {
+            let event = audit(AuditEventType::MfaEnabled, &ida);
+            a.confirm_totp(&ida, "t", 7, &codes(10), now(), &event)
+                .await
+                .unwrap()
+        });
+        let restart =
+            tokio::spawn(
+                async move { b.begin_totp_enrolment(&idb, &new_totp("u")).await.unwrap() },
+            );
+        let (confirmed, restarted) = (confirm.await.unwrap(), restart.await.unwrap());
+        let t = backend.a.totp(&id).await.unwrap().unwrap();
+        // Either the confirmation won (then the restart found MFA on and wrote nothing) or the
+        // restart won (then nothing was confirmed); never a confirmed "u".
+        assert_ne!(confirmed, restarted, "round {round}");
+        if confirmed {
+            assert_eq!((t.secret.as_str(), t.confirmed), ("t", true));
+        } else {
+            assert_eq!((t.secret.as_str(), t.confirmed), ("u", false));
+        }
+    }
+    backend.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn change_races_memory() {
+    change_races(Backend::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn change_races_sqlite() {
+    change_races(Backend::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn change_races_postgres() {
+    if let Some(b) = Backend::postgres().await {
+        change_races(b).await;
+    }
+}
+
 /// The MFA lockout lives on the authenticator's row: both pools (instances) see one count;
 /// concurrent attempts each count once; a success or a reset clears it.
 async fn lockout(backend: Backend) {
