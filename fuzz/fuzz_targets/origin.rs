@@ -3,16 +3,22 @@
 //! itself through both entry points, and (for `parse`) be the input itself up to case, white
 //! space, a trailing `/` and how the port is written: an origin value is never silently rewritten into
 //! a different one.
+//!
+//! The same text is also a post-sign-in redirect target (SECURITY.md #33):
+//! `RedirectTarget::check` never panics, and whatever it accepts lands a browser on the public
+//! or an allowed origin, with no `//` at the start and no backslash, control or space anywhere.
 
 #![no_main]
 
 use authkit::csrf::Origin;
+use authkit::oauth::RedirectTarget;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    redirect_target(text);
     let parsed = Origin::parse(text).ok();
     if let Some(origin) = &parsed {
         assert!(
@@ -64,4 +70,35 @@ fn spells(text: &str, origin: &Origin) -> bool {
             digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u16>().ok() == Some(port)
         }
     }
+}
+
+fn redirect_target(text: &str) {
+    let (Ok(public), Ok(web)) = (
+        Origin::parse("https://app.example.com"),
+        Origin::parse("https://web.example.com"),
+    ) else {
+        return;
+    };
+    let allowed = [web];
+    let Some(target) = RedirectTarget::check(text, &public, &allowed) else {
+        assert_eq!(
+            RedirectTarget::sanitize(text, &public, &allowed).as_str(),
+            "/"
+        );
+        return;
+    };
+    let t = target.as_str();
+    assert!(!t.starts_with("//"), "{text:?} -> {t:?}");
+    assert!(
+        !t.chars().any(|c| c.is_ascii_control() || c == ' ' || c == '\\'),
+        "{text:?} -> {t:?}"
+    );
+    let landed = url::Url::parse(public.as_str())
+        .and_then(|base| base.join(t))
+        .ok()
+        .and_then(|u| Origin::of_url(u.as_str()));
+    assert!(
+        landed.as_ref() == Some(&public) || landed.as_ref() == allowed.first(),
+        "{text:?} -> {t:?} lands on {landed:?}"
+    );
 }
