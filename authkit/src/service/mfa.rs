@@ -609,6 +609,44 @@ async fn confirm_enrolment(
     Ok(Json(codes_view(&codes)).into_response())
 }
 
+/// The checks `disable` and `backup-codes` share (SECURITY.md #27): the password proven in this
+/// session within the window, MFA on, and a current factor proven under the budget. Answers
+/// the user and the method of the factor used.
+async fn prove_for_change(
+    state: &AuthState,
+    session: &Session,
+    current: &AuthenticatedSession,
+    body: &SecondFactor,
+    purpose: &str,
+) -> ApiResult<(UserRecord, &'static str)> {
+    require_recent_password(state, current)?;
+    let user = load_user(state, session, current.user_id()).await?;
+    let record = confirmed_totp(state, &user).await?;
+    let factor = Factor::parse(body, record.digits)?;
+    prove(state, session, &user, &record, &factor, purpose).await?;
+    Ok((user, factor.method()))
+}
+
+/// After `disable` or `backup-codes`: the optional end of every other session, and the notice.
+async fn after_change(
+    state: &AuthState,
+    session: &Session,
+    current: &AuthenticatedSession,
+    user: &UserRecord,
+    body: &SecondFactor,
+    change: MfaChange,
+) -> ApiResult<()> {
+    let actor = session.actor();
+    if body.revoke_other_sessions {
+        state
+            .sessions
+            .revoke_all_except(&user.id, Some(current.id_hash()), &actor)
+            .await?;
+    }
+    notify(state, user, change, &actor).await;
+    Ok(())
+}
+
 /// Turn MFA off. Needs the password proven in this session within the re-authentication
 /// window *and* a current second factor in the body.
 #[utoipa::path(
@@ -627,18 +665,13 @@ pub(crate) async fn disable(
     FullSession { session, current }: FullSession,
     JsonBody(body): JsonBody<SecondFactor>,
 ) -> ApiResult {
-    require_recent_password(&state, &current)?;
-    let user = load_user(&state, &session, current.user_id()).await?;
-    let record = confirmed_totp(&state, &user).await?;
-    let factor = Factor::parse(&body, record.digits)?;
-    let actor = session.actor();
-    prove(&state, &session, &user, &record, &factor, "disable").await?;
+    let (user, method) = prove_for_change(&state, &session, &current, &body, "disable").await?;
     let disabled = event(
         &state,
         AuditEventType::MfaDisabled,
         &user.id,
-        &actor,
-        serde_json::json!({ "method": factor.method() }),
+        &session.actor(),
+        serde_json::json!({ "method": method }),
     );
     if !state
         .store
@@ -650,13 +683,15 @@ pub(crate) async fn disable(
         ));
     }
     state.users.invalidate(&user.id).await;
-    if body.revoke_other_sessions {
-        state
-            .sessions
-            .revoke_all_except(&user.id, Some(current.id_hash()), &actor)
-            .await?;
-    }
-    notify(&state, &user, MfaChange::Disabled, &actor).await;
+    after_change(
+        &state,
+        &session,
+        &current,
+        &user,
+        &body,
+        MfaChange::Disabled,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -678,27 +713,15 @@ pub(crate) async fn regenerate_backup_codes(
     FullSession { session, current }: FullSession,
     JsonBody(body): JsonBody<SecondFactor>,
 ) -> ApiResult {
-    require_recent_password(&state, &current)?;
-    let user = load_user(&state, &session, current.user_id()).await?;
-    let record = confirmed_totp(&state, &user).await?;
-    let factor = Factor::parse(&body, record.digits)?;
-    let actor = session.actor();
-    prove(
-        &state,
-        &session,
-        &user,
-        &record,
-        &factor,
-        "regenerate_backup_codes",
-    )
-    .await?;
+    let (user, method) =
+        prove_for_change(&state, &session, &current, &body, "regenerate_backup_codes").await?;
     let (codes, stored) = new_backup_codes(&state, &user.id)?;
     let regenerated = event(
         &state,
         AuditEventType::BackupCodesRegenerated,
         &user.id,
-        &actor,
-        serde_json::json!({ "method": factor.method() }),
+        &session.actor(),
+        serde_json::json!({ "method": method }),
     );
     if !state
         .store
@@ -709,13 +732,15 @@ pub(crate) async fn regenerate_backup_codes(
             "two-factor authentication is not on for this account",
         ));
     }
-    if body.revoke_other_sessions {
-        state
-            .sessions
-            .revoke_all_except(&user.id, Some(current.id_hash()), &actor)
-            .await?;
-    }
-    notify(&state, &user, MfaChange::BackupCodesRegenerated, &actor).await;
+    after_change(
+        &state,
+        &session,
+        &current,
+        &user,
+        &body,
+        MfaChange::BackupCodesRegenerated,
+    )
+    .await?;
     Ok(Json(codes_view(&codes)).into_response())
 }
 
