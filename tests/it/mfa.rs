@@ -653,6 +653,7 @@ async fn mfa_attempts_have_a_per_account_budget(backend: Backend) {
         let right = app.code(&user.secret, 0).parse::<u32>().unwrap();
         format!("{:06}", (right + 500_000) % 1_000_000)
     };
+    let mut last_wrong = None;
     for i in 0..5 {
         let r = app
             .send(
@@ -663,6 +664,7 @@ async fn mfa_attempts_have_a_per_account_budget(backend: Backend) {
             )
             .await;
         r.assert_problem(401, "invalid_credentials");
+        last_wrong = Some(r);
     }
     // Locked now: the right code, from another address and (on SQL) on another instance whose
     // in-process quota is untouched, answers exactly like a wrong one.
@@ -676,6 +678,12 @@ async fn mfa_attempts_have_a_per_account_budget(backend: Backend) {
     };
     r.assert_problem(401, "invalid_credentials");
     assert!(r.header("retry-after").is_none());
+    let without_id = |r: &Resp| {
+        let mut v = r.json();
+        v.as_object_mut().unwrap().remove("request_id");
+        v
+    };
+    assert_eq!(without_id(&r), without_id(&last_wrong.unwrap()));
     // The lock (30 s after the fifth failure) and the quota pass.
     app.advance(60);
     let r = app.verify_code(&pending, &app.code(&user.secret, 0)).await;

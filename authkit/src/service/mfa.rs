@@ -67,6 +67,13 @@ impl Factor {
     }
 }
 
+/// Every refused code gets this answer, whether wrong, reused, or over the account's budget: the
+/// title of `invalid_credentials` speaks of passwords, so the detail says which credential.
+fn invalid_code() -> ApiError {
+    ApiError::new(ErrorCode::InvalidCredentials)
+        .with_detail("the code is not valid: wrong, already used, or tried too often")
+}
+
 /// The TOTP parameters of a stored authenticator: its own algorithm, digits and period, with
 /// the configured acceptance window.
 fn totp_config(state: &AuthState, record: &TotpRecord) -> TotpConfig {
@@ -122,7 +129,7 @@ async fn begin_attempt(
                 serde_json::json!({ "purpose": purpose, "reason": reason }),
             ))
             .await;
-        ApiError::new(ErrorCode::InvalidCredentials)
+        invalid_code()
     };
     if let Some(quota) = state.limits.flow(Flow::Mfa).per_account {
         let decision = state
@@ -186,7 +193,7 @@ impl Budget {
                 ))
                 .await;
         }
-        ApiError::new(ErrorCode::InvalidCredentials)
+        invalid_code()
     }
 }
 
@@ -484,7 +491,7 @@ async fn complete_sign_in(
     let record = match state.store.totp(&user.id).await? {
         Some(record) if record.confirmed => record,
         // MFA was turned off since the password step: the pending session proves too little.
-        _ => return Err(ApiError::new(ErrorCode::InvalidCredentials)),
+        _ => return Err(invalid_code()),
     };
     let factor = Factor::parse(body, record.digits)?;
     let actor = session.actor();
