@@ -341,12 +341,15 @@ impl SessionStore for SqlStore {
             insert_audit_query(e).execute(&mut *tx).await?;
         }
         if let Some(expected) = guard.password_hash {
-            // On PostgreSQL, FOR UPDATE waits for a concurrent password change to commit and
+            // On PostgreSQL, FOR SHARE waits for a concurrent password change to commit and
             // then sees its new hash; a later change waits for this commit and then deletes
-            // the session inserted here with the user's other sessions.
+            // the session inserted here with the user's other sessions. Not FOR UPDATE: the
+            // session insert above already holds a KEY SHARE lock on the user row (its foreign
+            // key), so two sign-ins of one user each waiting to upgrade to FOR UPDATE would
+            // deadlock; SHARE locks do not conflict with each other.
             let check = match self.kind {
                 DatabaseKind::Postgres => {
-                    "SELECT id FROM users WHERE id = $1 AND password_hash = $2 FOR UPDATE"
+                    "SELECT id FROM users WHERE id = $1 AND password_hash = $2 FOR SHARE"
                 }
                 DatabaseKind::Sqlite => "SELECT id FROM users WHERE id = $1 AND password_hash = $2",
             };
