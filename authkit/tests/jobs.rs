@@ -14,6 +14,8 @@
     clippy::indexing_slicing
 )]
 
+mod support;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,13 +30,14 @@ use authkit::jobs::{
     MaintenanceTask,
 };
 use authkit::mail::{MailError, MailKind, MailMessage, Mailer};
-use authkit::rng::{OsRandom, RandomSource};
+use authkit::rng::OsRandom;
 use authkit::secret::{KeyId, KeyRing, SecretKey};
 use authkit::session::{Aal, SessionIdHash, SessionKind, SessionRecord};
 use authkit::store::{
     MemoryStore, NewAccountToken, NewUser, SqlStore, SqlStoreOptions, Store, TokenPurpose,
 };
 use authkit::user::{Email, UserId};
+use support::{postgres_url, random_hex};
 
 /// 2027-01-15T08:00:00Z.
 const START: i64 = 1_800_000_000;
@@ -129,31 +132,6 @@ impl TestDb {
             }
         }
     }
-}
-
-/// The PostgreSQL URL for tests. In CI (`CI=true`) a missing URL fails the test instead of
-/// skipping it, so that the PostgreSQL suite cannot silently stop running.
-fn postgres_url() -> Option<String> {
-    match std::env::var("AUTHKIT_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
-            panic!(
-                "CI=true but AUTHKIT_TEST_DATABASE_URL is not set: the PostgreSQL suite must run in CI"
-            )
-        }
-        _ => {
-            eprintln!(
-                "skipping: set AUTHKIT_TEST_DATABASE_URL=postgres://… to run the PostgreSQL suite"
-            );
-            None
-        }
-    }
-}
-
-fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    OsRandom.try_fill(&mut bytes).unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn sealer() -> Sealer {

@@ -11,12 +11,16 @@ use std::sync::Arc;
 use authkit::audit::{AuditActor, AuditEventType, NewAuditEvent};
 use authkit::clock::Timestamp;
 use authkit::mfa::TotpAlgorithm;
-use authkit::rng::{OsRandom, RandomSource as _};
+use authkit::rng::OsRandom;
 use authkit::secret::KeyId;
 use authkit::store::{
     MemoryStore, NewTotp, NewUser, SqlStore, SqlStoreOptions, Store, StoredBackupCode,
 };
 use authkit::user::{Email, UserId};
+
+mod support;
+
+use support::PgSchema;
 
 const START: i64 = 1_800_000_000;
 
@@ -24,35 +28,12 @@ fn now() -> Timestamp {
     Timestamp::from_unix_seconds(START)
 }
 
-fn postgres_url() -> Option<String> {
-    match std::env::var("AUTHKIT_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
-            panic!(
-                "CI=true but AUTHKIT_TEST_DATABASE_URL is not set: the PostgreSQL suite must run in CI"
-            )
-        }
-        _ => {
-            eprintln!(
-                "skipping: set AUTHKIT_TEST_DATABASE_URL=postgres://… to run the PostgreSQL suite"
-            );
-            None
-        }
-    }
-}
-
-fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    OsRandom.try_fill(&mut bytes).unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Two stores on one database (two pools: two "instances"), or one memory store twice.
 struct Backend {
     a: Arc<dyn Store>,
     b: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
+    pg: Option<PgSchema>,
 }
 
 impl Backend {
@@ -84,41 +65,24 @@ impl Backend {
     }
 
     async fn postgres() -> Option<Self> {
-        let base = postgres_url()?;
-        sqlx::any::install_default_drivers();
-        let schema = format!("authkit_mfa_{}", random_hex(6));
-        let pool = sqlx::AnyPool::connect(&base).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&pool)
+        let schema = PgSchema::create("authkit_mfa").await?;
+        let a = SqlStore::connect(&schema.url, SqlStoreOptions::default())
             .await
             .unwrap();
-        pool.close().await;
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-        let a = SqlStore::connect(&url, SqlStoreOptions::default())
-            .await
-            .unwrap();
-        let b = SqlStore::connect(&url, SqlStoreOptions::default())
+        let b = SqlStore::connect(&schema.url, SqlStoreOptions::default())
             .await
             .unwrap();
         Some(Self {
             a: Arc::new(a),
             b: Arc::new(b),
             _dir: None,
-            pg: Some((base, schema)),
+            pg: Some(schema),
         })
     }
 
     async fn finish(self) {
-        if let Some((base, schema)) = self.pg {
-            let pool = sqlx::AnyPool::connect(&base).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE"
-            )))
-            .execute(&pool)
-            .await
-            .unwrap();
-            pool.close().await;
+        if let Some(schema) = self.pg {
+            schema.drop().await;
         }
     }
 }

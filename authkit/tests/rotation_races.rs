@@ -13,6 +13,10 @@ use authkit::session::{Aal, SessionIdHash, SessionKind, SessionRecord};
 use authkit::store::{NewUser, Rotation, RotationGuard, SqlStore, SqlStoreOptions, Store};
 use authkit::user::{Email, UserId};
 
+mod support;
+
+use support::PgSchema;
+
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
 const START: i64 = 1_800_000_000;
 
@@ -126,44 +130,21 @@ async fn storm(a: Arc<dyn Store>, b: Arc<dyn Store>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_rotations_never_deadlock_on_postgres() {
-    let Some(base) = std::env::var("AUTHKIT_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
-            "CI=true but AUTHKIT_TEST_DATABASE_URL is not set"
-        );
-        eprintln!("skipping: set AUTHKIT_TEST_DATABASE_URL=postgres://… to run this test");
+    let Some(schema) = PgSchema::create("authkit_rot").await else {
         return;
     };
-    sqlx::any::install_default_drivers();
-    let schema = format!(
-        "authkit_rot_{}",
-        random_bytes::<6>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    let pool = sqlx::AnyPool::connect(&base).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
     let options = SqlStoreOptions {
         max_connections: 16,
         ..SqlStoreOptions::default()
     };
-    let a: Arc<dyn Store> = Arc::new(SqlStore::connect(&url, options.clone()).await.unwrap());
-    let b: Arc<dyn Store> = Arc::new(SqlStore::connect(&url, options).await.unwrap());
+    let a: Arc<dyn Store> = Arc::new(
+        SqlStore::connect(&schema.url, options.clone())
+            .await
+            .unwrap(),
+    );
+    let b: Arc<dyn Store> = Arc::new(SqlStore::connect(&schema.url, options).await.unwrap());
     storm(a, b).await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    schema.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
