@@ -2,7 +2,7 @@
 # Fuzzes authkit's input parsers with cargo-fuzz (libFuzzer + AddressSanitizer).
 #
 # Targets (fuzz/fuzz_targets/): session_cookie, json_bodies, origin, stored_secrets, mfa_codes,
-# otpauth_uri. Each runs for the given number of seconds, starting from the committed seed
+# otpauth_uri, oauth_callback. Each runs for the given number of seconds, starting from the committed seed
 # corpus in fuzz/corpus/<target>/; inputs
 # the fuzzer finds go to fuzz/target/corpus/<target>/ (git-ignored), so the seeds stay small.
 # Crashing inputs are written to fuzz/artifacts/<target>/ and make the script exit non-zero
@@ -26,7 +26,7 @@ fi
 if [[ $# -gt 0 ]]; then
   TARGETS=("$@")
 else
-  TARGETS=(session_cookie json_bodies origin stored_secrets mfa_codes otpauth_uri)
+  TARGETS=(session_cookie json_bodies origin stored_secrets mfa_codes otpauth_uri oauth_callback)
 fi
 
 export RUSTC_BOOTSTRAP=1

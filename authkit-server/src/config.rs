@@ -102,6 +102,8 @@ pub struct Config {
     pub ratelimit: RateLimitSettings,
     /// `AUTHKIT_MFA__*`.
     pub mfa: MfaSettings,
+    /// `AUTHKIT_OAUTH__<NAME>__*`: one OAuth provider per name.
+    pub oauth: BTreeMap<String, OAuthProviderSettings>,
     /// `AUTHKIT_LOG__*`.
     pub log: LogConfig,
 }
@@ -123,6 +125,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             ratelimit: RateLimitSettings::default(),
             mfa: MfaSettings::default(),
+            oauth: BTreeMap::new(),
             log: LogConfig::default(),
         }
     }
@@ -425,6 +428,38 @@ pub struct MfaSettings {
     /// `AUTHKIT_MFA__ENROLMENT_TTL`: how long a started enrolment can be confirmed.
     #[serde(with = "humantime_serde")]
     pub enrolment_ttl: Duration,
+}
+
+/// One OAuth provider (`AUTHKIT_OAUTH__<NAME>__*`; `<NAME>` in lower case is its path
+/// segment: `/api/v1/auth/oauth/<name>`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthProviderSettings {
+    /// `__KIND`: `google`, `github`, `oidc`, `linkedin` or `twitter`.
+    pub kind: String,
+    /// `__ISSUER`: the issuer URL (required for `oidc`; overrides the preset's otherwise).
+    pub issuer: Option<String>,
+    /// `__CLIENT_ID`.
+    pub client_id: String,
+    /// `__CLIENT_SECRET`: development only. Elsewhere the secret is read from the secret
+    /// provider as `oauth_<name>_client_secret` (e.g. `AUTHKIT_SECRET_OAUTH_GOOGLE_CLIENT_SECRET`
+    /// with the `env` provider).
+    pub client_secret: Option<String>,
+    /// `__SCOPES`: space-separated; default: the preset's.
+    pub scopes: Option<String>,
+    /// `__AUTO_LINK`: sign in to an existing account with the same address when the provider
+    /// and the account both verified it (default off; see docs/security.md).
+    pub auto_link: bool,
+    /// `__TRUST_MFA_CLAIMS`: the provider's `amr`/`acr` showing MFA replace authkit's second
+    /// factor for users with MFA (default off).
+    pub trust_mfa_claims: bool,
+    /// `__AUTHORIZATION_URL`, `__TOKEN_URL`, `__API_URL`: endpoints of `github`/`twitter`
+    /// (GitHub Enterprise, test stand-ins).
+    pub authorization_url: Option<String>,
+    /// See `authorization_url`.
+    pub token_url: Option<String>,
+    /// See `authorization_url`.
+    pub api_url: Option<String>,
 }
 
 impl Default for MfaSettings {
@@ -748,6 +783,11 @@ impl Config {
             errors.push(invalid("mfa.enrolment_ttl", "must be at least 1m"));
         }
 
+        let oauth = self.oauth_config();
+        if let Err((setting, reason)) = &oauth {
+            errors.push(invalid("oauth", format!("`{setting}`: {reason}")));
+        }
+
         if production && !self.ratelimit.enabled {
             errors.push(invalid(
                 "ratelimit.enabled",
@@ -860,7 +900,7 @@ impl Config {
             }
         }
 
-        let (Some(public), Ok(mfa)) = (public, mfa) else {
+        let (Some(public), Ok(mfa), Ok(oauth)) = (public, mfa, oauth) else {
             return Err(errors);
         };
         if !errors.is_empty() {
@@ -876,6 +916,7 @@ impl Config {
             secure_cookies,
             hash_params: hash,
             mfa,
+            oauth,
             warnings,
         })
     }
@@ -906,6 +947,87 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The library's OAuth settings from `oauth.<name>.*`; `Err((setting, reason))`.
+    pub fn oauth_config(&self) -> Result<Option<authkit::oauth::OAuthConfig>, (String, String)> {
+        use authkit::oauth::{ClientSecretSource, OAuthConfig, Provider, ProviderKind};
+        if self.oauth.is_empty() {
+            return Ok(None);
+        }
+        let public = url::Url::parse(&self.server.public_url)
+            .map_err(|_| ("server.public_url".to_owned(), "not a URL".to_owned()))?;
+        let mut config = OAuthConfig::new(public);
+        for (name, p) in &self.oauth {
+            let key = |field: &str| format!("oauth.{name}.{field}");
+            let kind = ProviderKind::parse(&p.kind).ok_or_else(|| {
+                (
+                    key("kind"),
+                    "must be google, github, oidc, linkedin or twitter".to_owned(),
+                )
+            })?;
+            let secret = match &p.client_secret {
+                Some(_) if self.profile == Profile::Production => {
+                    return Err((
+                        key("client_secret"),
+                        format!(
+                            "not in production: store it in the secret provider as `oauth_{}_client_secret`",
+                            name.replace('-', "_")
+                        ),
+                    ));
+                }
+                Some(value) => ClientSecretSource::Value(value.clone().into()),
+                None => ClientSecretSource::Named(format!(
+                    "oauth_{}_client_secret",
+                    name.replace('-', "_")
+                )),
+            };
+            let mut provider = match kind {
+                ProviderKind::Google => Provider::google(p.client_id.clone(), secret),
+                ProviderKind::Github => Provider::github(p.client_id.clone(), secret),
+                ProviderKind::Linkedin => Provider::linkedin(p.client_id.clone(), secret),
+                ProviderKind::Twitter => Provider::twitter(p.client_id.clone(), secret),
+                _ => {
+                    let issuer = p.issuer.clone().ok_or_else(|| {
+                        (key("issuer"), "required for an oidc provider".to_owned())
+                    })?;
+                    Provider::oidc(name.clone(), issuer, p.client_id.clone(), secret)
+                }
+            }
+            .named(name.clone())
+            .auto_link_verified_email(p.auto_link)
+            .trust_mfa_claims(p.trust_mfa_claims);
+            if let Some(issuer) = &p.issuer {
+                provider = provider.issuer(issuer.clone());
+            }
+            if let Some(scopes) = &p.scopes {
+                provider = provider.scopes(scopes.split_whitespace());
+            }
+            let endpoint = |field: &str,
+                            value: &Option<String>|
+             -> Result<Option<url::Url>, (String, String)> {
+                value
+                    .as_deref()
+                    .map(|v| url::Url::parse(v).map_err(|_| (key(field), "not a URL".to_owned())))
+                    .transpose()
+            };
+            if let Some(u) = endpoint("authorization_url", &p.authorization_url)? {
+                provider.authorization_url = Some(u);
+            }
+            if let Some(u) = endpoint("token_url", &p.token_url)? {
+                provider.token_url = Some(u);
+            }
+            if let Some(u) = endpoint("api_url", &p.api_url)? {
+                provider.api_url = Some(u);
+            }
+            provider
+                .check()
+                .map_err(|reason| (format!("oauth.{name}"), reason.to_owned()))?;
+            config = config.provider(provider);
+        }
+        Ok(Some(config))
+    }
+}
+
 fn parse_public_url(url: &str) -> Result<Origin, String> {
     Origin::of_url(url).ok_or_else(|| format!("`{url}` is not an http(s):// URL"))
 }
@@ -929,6 +1051,8 @@ pub struct Validated {
     pub hash_params: authkit::password::HashParams,
     /// MFA settings.
     pub mfa: authkit::mfa::MfaConfig,
+    /// OAuth providers (none configured: `None`).
+    pub oauth: Option<authkit::oauth::OAuthConfig>,
     /// Accepted but risky settings, logged at start.
     pub warnings: Vec<String>,
 }

@@ -217,6 +217,7 @@ impl App {
             None
         };
         let pw = &config.config.password;
+        let secret_provider = secrets::provider(&config, Arc::clone(&overrides.rng));
         let mut builder = AuthKit::builder()
             .mail(Arc::new(outbox), links)
             .product_name(mail.product_name.clone())
@@ -240,6 +241,12 @@ impl App {
             .password_policy(config.password_policy());
         if pw.max_concurrent > 0 {
             builder = builder.max_concurrent_hashes(pw.max_concurrent);
+        }
+        if let Some(oauth) = &config.oauth {
+            let mut oauth = oauth.clone();
+            // A `redirect_to` may point at the frontends the server already trusts.
+            oauth.redirect_origins = config.allowed_origins.clone();
+            builder = builder.secret_provider(secret_provider).oauth(oauth);
         }
         let auth = builder.build().await?;
         Ok(Self {

@@ -3,9 +3,19 @@
 use std::sync::Arc;
 
 use authkit::rng::RandomSource;
-use authkit::secrets::{EnvSecrets, LocalSecrets, SecretError, SecretKeys};
+use authkit::secrets::{EnvSecrets, LocalSecrets, SecretError, SecretKeys, SecretProvider};
 
 use crate::config::{SecretsProviderKind, Validated};
+
+/// The configured secret provider (also asked for OAuth client secrets by name).
+pub fn provider(config: &Validated, rng: Arc<dyn RandomSource>) -> Arc<dyn SecretProvider> {
+    match config.secrets_provider {
+        SecretsProviderKind::Env => Arc::new(EnvSecrets::new()),
+        SecretsProviderKind::Local => {
+            Arc::new(LocalSecrets::new(&config.config.secrets.local_dir).with_rng(rng))
+        }
+    }
+}
 
 /// Loads the key rings from the configured provider.
 pub async fn load_keys(

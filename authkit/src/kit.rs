@@ -46,6 +46,14 @@ pub enum BuildError {
     /// The job queue could not be opened or its workers started.
     #[error("could not start the job queue")]
     Jobs(#[from] JobError),
+    /// An OAuth provider is configured wrongly.
+    #[error("OAuth provider `{provider}`: {reason}")]
+    OAuth {
+        /// The provider's name.
+        provider: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A setting is out of range.
     #[error("invalid setting `{setting}`: {reason}")]
     Setting {
@@ -81,6 +89,8 @@ pub struct AuthKitBuilder {
     job_settings: JobSettings,
     mfa: MfaConfig,
     totp_issuer: Option<String>,
+    oauth: Option<crate::oauth::OAuthConfig>,
+    secret_provider: Option<Arc<dyn SecretProvider>>,
 }
 
 impl std::fmt::Debug for AuthKitBuilder {
@@ -117,6 +127,8 @@ impl Default for AuthKitBuilder {
             job_settings: JobSettings::default(),
             mfa: MfaConfig::default(),
             totp_issuer: None,
+            oauth: None,
+            secret_provider: None,
         }
     }
 }
@@ -144,10 +156,42 @@ impl AuthKitBuilder {
         self
     }
 
-    /// Loads the key rings from `provider`.
-    pub async fn secrets(mut self, provider: impl SecretProvider) -> Result<Self, BuildError> {
+    /// Loads the key rings from `provider`; OAuth client secrets given by name
+    /// ([`SecretRef`](crate::oauth::SecretRef)) are read from it too.
+    pub async fn secrets(
+        mut self,
+        provider: impl SecretProvider + 'static,
+    ) -> Result<Self, BuildError> {
         self.keys = Some(SecretKeys::load(&provider).await?);
+        self.secret_provider = Some(Arc::new(provider));
         Ok(self)
+    }
+
+    /// The provider OAuth client secrets given by name are read from, when the key rings
+    /// come from [`keys`](Self::keys).
+    pub fn secret_provider(mut self, provider: Arc<dyn SecretProvider>) -> Self {
+        self.secret_provider = Some(provider);
+        self
+    }
+
+    /// OAuth / OpenID Connect sign-in with these providers.
+    pub fn oauth(mut self, config: crate::oauth::OAuthConfig) -> Self {
+        self.oauth = Some(config);
+        self
+    }
+
+    /// Adds one OAuth provider (the redirect URIs start with `public_url`).
+    pub fn oauth_provider(
+        mut self,
+        public_url: url::Url,
+        provider: crate::oauth::Provider,
+    ) -> Self {
+        let config = self
+            .oauth
+            .take()
+            .unwrap_or_else(|| crate::oauth::OAuthConfig::new(public_url));
+        self.oauth = Some(config.provider(provider));
+        self
     }
 
     /// Uses key rings loaded elsewhere.
@@ -378,6 +422,18 @@ impl AuthKitBuilder {
             Arc::clone(&self.clock),
             Arc::clone(&self.rng),
         );
+        let oauth = match self.oauth.take() {
+            Some(config) => Some(Arc::new(
+                build_oauth(
+                    config,
+                    self.secret_provider.as_deref(),
+                    Sealer::new(&keys.encryption),
+                    Arc::clone(&self.clock),
+                )
+                .await?,
+            )),
+            None => None,
+        };
         let csrf = CsrfTokens::new(keys.session.clone());
         let csrf_config = CsrfConfig {
             allowed_origins: self.allowed_origins,
@@ -410,6 +466,7 @@ impl AuthKitBuilder {
             mfa,
             sealer: Sealer::new(&keys.encryption),
             backup_codes: BackupCodeHasher::new(&keys.pepper),
+            oauth,
         });
         Ok(AuthKit {
             inner: Arc::new(KitInner {
@@ -480,6 +537,20 @@ impl AuthKit {
         &self.inner.state.hasher
     }
 
+    /// The users' linked OAuth accounts: a valid provider access token for a user, refreshed
+    /// when needed. `None` without OAuth providers.
+    pub fn linked_accounts(&self) -> Option<crate::oauth::LinkedAccounts> {
+        let state = &self.inner.state;
+        let rt = state.oauth.as_ref()?;
+        Some(crate::oauth::LinkedAccounts {
+            store: Arc::clone(&state.store),
+            sealer: rt.tokens.clone(),
+            rng: Arc::clone(&state.rng),
+            clock: Arc::clone(&state.clock),
+            providers: Arc::clone(&rt.providers),
+        })
+    }
+
     /// The loaded key rings.
     pub fn keys(&self) -> &SecretKeys {
         &self.inner.keys
@@ -498,4 +569,67 @@ impl AuthKit {
             handle.shutdown().await;
         }
     }
+}
+
+/// Resolves client secrets and prepares every provider (no network: OIDC discovery happens at
+/// the first sign-in, so that a provider outage does not stop the server from starting).
+async fn build_oauth(
+    config: crate::oauth::OAuthConfig,
+    secrets: Option<&dyn SecretProvider>,
+    sealer: Sealer,
+    clock: Arc<dyn Clock>,
+) -> Result<crate::service::OAuthRuntime, BuildError> {
+    use crate::oauth::{ClientSecretSource, ProviderClient, ProviderHttp, TokenSealer};
+    use secrecy::SecretString;
+
+    let setting = |reason| BuildError::Setting {
+        setting: "oauth",
+        reason,
+    };
+    let public_origin = Origin::of_url(config.public_url.as_str())
+        .ok_or(setting("the public URL has no origin"))?;
+    let http = ProviderHttp::new(config.http_timeout)
+        .map_err(|_| setting("the HTTP client could not start"))?;
+    let mut providers = std::collections::HashMap::new();
+    for provider in &config.providers {
+        let fail = |reason| BuildError::OAuth {
+            provider: provider.name.clone(),
+            reason,
+        };
+        provider.check().map_err(fail)?;
+        if provider.name == "accounts" {
+            return Err(fail("`accounts` is a reserved path"));
+        }
+        let secret = match &provider.client_secret {
+            ClientSecretSource::Value(value) => value.clone(),
+            ClientSecretSource::Named(name) => {
+                let source = secrets.ok_or(fail(
+                    "the client secret is named but no secret provider is configured",
+                ))?;
+                let value = source.get(name).await?;
+                SecretString::from(value.expose().to_owned())
+            }
+        };
+        let client = ProviderClient::new(
+            provider.clone(),
+            secret,
+            &config.redirect_uri(&provider.name),
+            http.clone(),
+            Arc::clone(&clock),
+            config.jwks_refetch_interval,
+        )
+        .map_err(fail)?;
+        if providers
+            .insert(provider.name.clone(), Arc::new(client))
+            .is_some()
+        {
+            return Err(fail("two providers have this name"));
+        }
+    }
+    Ok(crate::service::OAuthRuntime {
+        config,
+        providers: Arc::new(providers),
+        tokens: TokenSealer::new(sealer),
+        public_origin,
+    })
 }

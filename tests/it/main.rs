@@ -15,5 +15,7 @@
 mod accounts;
 mod flows;
 mod mfa;
+mod oauth;
+mod oauth_support;
 mod security;
 mod support;

@@ -9,8 +9,8 @@ use super::worker::{Failure, JobContext};
 /// Audit events read, archived and deleted per round trip.
 const AUDIT_PAGE: u32 = 500;
 
-/// Deletes expired sessions and account tokens (at the injected clock's now), and finished
-/// jobs past their retention.
+/// Deletes expired sessions, account tokens and OAuth transactions (at the injected clock's
+/// now), and finished jobs past their retention.
 pub(super) async fn cleanup(queue: &JobQueue, ctx: &JobContext) -> Result<(), Failure> {
     let now = ctx.clock.now();
     let sessions = ctx
@@ -23,6 +23,11 @@ pub(super) async fn cleanup(queue: &JobQueue, ctx: &JobContext) -> Result<(), Fa
         .delete_expired_tokens(now)
         .await
         .map_err(|e| Failure::Retry(format!("deleting expired tokens failed: {e}")))?;
+    let oauth_transactions = ctx
+        .store
+        .delete_expired_oauth_transactions(now)
+        .await
+        .map_err(|e| Failure::Retry(format!("deleting expired OAuth transactions failed: {e}")))?;
     let jobs = queue
         .purge_finished(
             ctx.settings.finished_job_retention,
@@ -30,7 +35,13 @@ pub(super) async fn cleanup(queue: &JobQueue, ctx: &JobContext) -> Result<(), Fa
         )
         .await
         .map_err(|e| Failure::Retry(format!("purging finished jobs failed: {e}")))?;
-    tracing::info!(sessions, tokens, jobs, "cleanup deleted expired rows");
+    tracing::info!(
+        sessions,
+        tokens,
+        oauth_transactions,
+        jobs,
+        "cleanup deleted expired rows"
+    );
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use zeroize::Zeroize as _;
 
 pub use dev_mailbox::DevMailbox;
 pub use smtp::{MailConfigError, SmtpMailer, SmtpSecurity};
-pub use templates::{LinkBase, LinkBaseError, MfaChange, TemplateError, Templates};
+pub use templates::{LinkBase, LinkBaseError, MfaChange, OAuthChange, TemplateError, Templates};
 
 /// One e-mail to send. Serialisable because it is queued; Debug shows only kind and recipient
 /// domain, never the body (it carries single-use links).
@@ -75,6 +75,8 @@ pub enum MailKind {
     /// Security notice: two-factor authentication was turned on or off, backup codes were
     /// regenerated, or a used code was tried again.
     MfaChanged,
+    /// A provider account was linked to or unlinked from the account.
+    OauthChanged,
 }
 
 impl MailKind {
@@ -87,6 +89,7 @@ impl MailKind {
             Self::PasswordChanged => "password_changed",
             Self::NewSignIn => "new_sign_in",
             Self::MfaChanged => "mfa_changed",
+            Self::OauthChanged => "oauth_changed",
         }
     }
 }

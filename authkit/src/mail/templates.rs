@@ -252,6 +252,45 @@ impl Templates {
         );
         self.message(to, subject, text, MailKind::MfaChanged)
     }
+    /// "A sign-in provider was linked to / unlinked from your account" (sign-in by a new
+    /// provider is a new way into the account: the owner must hear of it).
+    pub fn oauth_changed(
+        &self,
+        to: &Email,
+        change: OAuthChange,
+        provider: &str,
+        at: Timestamp,
+        ip: Option<String>,
+    ) -> MailMessage {
+        let p = &self.product;
+        // Provider names are configuration (a-z, 0-9, -), never user input.
+        let (subject, what) = match change {
+            OAuthChange::Linked => (
+                format!("{provider} can now sign in to your {p} account"),
+                format!("a {provider} account was linked to your account; it can now sign you in"),
+            ),
+            OAuthChange::Unlinked => (
+                format!("{provider} was removed from your {p} account"),
+                format!("the {provider} account linked to your account was removed"),
+            ),
+        };
+        let forgot = self.base.link("/forgot-password");
+        let mut text = String::new();
+        let _ = write!(
+            text,
+            "Hello,\n\n\
+             {what}.\n\n\
+             When: {}\n\
+             IP address: {}\n\n\
+             If this was not you, change your password now at\n\n\
+             {forgot}\n\n\
+             and remove the linked account from your settings.\n",
+            human_time(at),
+            clean_ip(ip.as_deref())
+        );
+        self.message(to, subject, text, MailKind::OauthChanged)
+    }
+
     /// Security notice: the password changed at `at`, from address `ip` if known.
     pub fn password_changed(&self, to: &Email, at: Timestamp, ip: Option<String>) -> MailMessage {
         let p = &self.product;
@@ -440,6 +479,16 @@ pub enum MfaChange {
     BackupCodesRegenerated,
     /// A TOTP code was presented again after it had been accepted.
     CodeReused,
+}
+
+/// What changed in the account's linked providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OAuthChange {
+    /// A provider account was linked (explicitly, automatically, or at sign-up).
+    Linked,
+    /// A provider account was unlinked.
+    Unlinked,
 }
 
 #[cfg(test)]

@@ -63,7 +63,11 @@ fn check_max_length(state: &AuthState, password: &SecretString, field: &str) -> 
     }
 }
 
-async fn load_user(state: &AuthState, session: &Session, id: &UserId) -> ApiResult<UserRecord> {
+pub(crate) async fn load_user(
+    state: &AuthState,
+    session: &Session,
+    id: &UserId,
+) -> ApiResult<UserRecord> {
     match state.store.user_by_id(id).await? {
         Some(user) => Ok(user),
         None => {
@@ -344,7 +348,7 @@ pub(crate) async fn list_sessions(
 /// Account changes need the account's full assurance: a user with MFA (or any user, when MFA
 /// is required) must have passed the second factor in this session, so that a password-only
 /// session from before enrolment cannot change the password or end the owner's sessions.
-async fn require_full_assurance(
+pub(crate) async fn require_full_assurance(
     state: &AuthState,
     session: &Session,
     current: &AuthenticatedSession,
@@ -369,7 +373,7 @@ async fn require_full_assurance(
     Ok(())
 }
 
-fn require_recent_auth(state: &AuthState, s: &AuthenticatedSession) -> ApiResult<()> {
+pub(crate) fn require_recent_auth(state: &AuthState, s: &AuthenticatedSession) -> ApiResult<()> {
     if s.authenticated_within(state.sessions.config().reauth_window, state.clock.now()) {
         Ok(())
     } else {

@@ -12,6 +12,7 @@ mod error;
 mod handlers;
 mod json;
 mod mfa;
+mod oauth;
 mod openapi;
 
 use std::convert::Infallible;
@@ -32,6 +33,8 @@ pub use dto::{
     UserSession, UserView,
 };
 pub use error::ApiError;
+pub(crate) use oauth::OAuthRuntime;
+pub use oauth::{LinkRequest, LinkStarted, LinkedAccountList, LinkedAccountView, StartQuery};
 pub use openapi::AuthApi;
 
 use crate::clock::Clock;
@@ -95,6 +98,8 @@ pub(crate) struct AuthStateInner {
     pub(crate) sealer: crate::crypto::Sealer,
     /// Hashes backup codes under the pepper key ring.
     pub(crate) backup_codes: crate::mfa::BackupCodeHasher,
+    /// OAuth providers (none configured: the `/oauth` routes answer 404).
+    pub(crate) oauth: Option<Arc<OAuthRuntime>>,
 }
 
 /// The auth endpoints as a tower service. Cheap to clone.
@@ -135,6 +140,11 @@ impl AuthService {
             .route("/mfa/disable", post(mfa::disable))
             .route("/mfa/backup-codes", post(mfa::regenerate_backup_codes))
             .route("/mfa/status", get(mfa::status))
+            .route("/oauth/accounts", get(oauth::accounts))
+            .route("/oauth/accounts/{id}", delete(oauth::unlink))
+            .route("/oauth/{provider}", get(oauth::start))
+            .route("/oauth/{provider}/callback", get(oauth::callback))
+            .route("/oauth/{provider}/link", post(oauth::link))
             .fallback(|| async { ApiError::new(ErrorCode::NotFound) })
             .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
             .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -175,7 +185,7 @@ async fn render_problems(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     if let Some(PendingProblem(error)) = response.extensions_mut().remove::<PendingProblem>() {
         if error.code() == ErrorCode::Internal || error.code() == ErrorCode::ServiceUnavailable {
-            let cause = std::error::Error::source(error.as_ref()).map(error_chain);
+            let cause = std::error::Error::source(error.as_ref()).map(crate::util::error_chain);
             tracing::error!(request_id = %request_id, code = %error.code(), cause, "request failed");
         }
         let mut rendered = error.to_problem(&request_id).into_response();
@@ -192,17 +202,6 @@ async fn render_problems(req: Request, next: Next) -> Response {
         http::HeaderValue::from_static("no-store"),
     );
     response
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {

@@ -9,7 +9,8 @@ use super::dto::{
     UserSession, UserView,
 };
 use super::dto::{BackupCodesView, MfaEnrolment, MfaStatus, MfaVerified, SecondFactor};
-use super::{account, handlers, mfa};
+use super::oauth::{LinkRequest, LinkStarted, LinkedAccountList, LinkedAccountView};
+use super::{account, handlers, mfa, oauth};
 use crate::error::{ErrorCode, Problem};
 use crate::session::Aal;
 
@@ -38,12 +39,18 @@ use crate::session::Aal;
         mfa::disable,
         mfa::regenerate_backup_codes,
         mfa::status,
+        oauth::start,
+        oauth::callback,
+        oauth::link,
+        oauth::accounts,
+        oauth::unlink,
     ),
     components(schemas(
         Credentials, Reauthenticate, ChangePassword, UserView, SessionView, UserSession,
         MfaRequired, SessionList, CsrfTokenView, Problem, ErrorCode, Aal, EmailOnly, ResendBody,
         TokenBody, ResetPassword, StatusView, AuditEventView, AuditPage, SecondFactor,
-        MfaEnrolment, BackupCodesView, MfaStatus, MfaVerified
+        MfaEnrolment, BackupCodesView, MfaStatus, MfaVerified, LinkRequest, LinkStarted,
+        LinkedAccountList, LinkedAccountView
     )),
     modifiers(&CookieScheme),
     tags(
@@ -51,6 +58,7 @@ use crate::session::Aal;
         (name = "sessions", description = "Listing and revoking the user's sessions"),
         (name = "account", description = "E-mail verification, password reset and the audit trail"),
         (name = "mfa", description = "Two-factor authentication: TOTP enrolment, the second sign-in step, backup codes"),
+        (name = "oauth", description = "Sign-in with OAuth 2 / OpenID Connect providers and linked accounts"),
     )
 )]
 pub struct AuthApi;

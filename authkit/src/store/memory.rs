@@ -1,4 +1,5 @@
 mod mfa;
+mod oauth;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -31,6 +32,8 @@ struct Inner {
     next_audit_id: i64,
     totp: HashMap<UserId, super::TotpRecord>,
     backup_codes: HashMap<UserId, Vec<super::StoredBackupCode>>,
+    oauth_transactions: HashMap<[u8; 32], super::OAuthTransaction>,
+    oauth_accounts: HashMap<String, super::OAuthAccount>,
 }
 
 /// A token row; `Debug` comes from [`AccountToken`]'s, which leaves the password hash out.

@@ -5,11 +5,13 @@
 //! tests and demos. Every query is a single statement or one transaction; none loops per row.
 
 mod memory;
+mod oauth;
 mod sql;
 
 use async_trait::async_trait;
 
 pub use memory::MemoryStore;
+pub use oauth::{LinkIntent, OAuthAccount, OAuthStore, OAuthTransaction, SealedTokens, Unlink};
 pub use sql::{DatabaseKind, SqlStore, SqlStoreOptions};
 
 use crate::audit::{AuditEvent, NewAuditEvent};
@@ -450,7 +452,9 @@ pub trait MfaStore: Send + Sync + std::fmt::Debug {
 
 /// Everything authkit persists.
 #[async_trait]
-pub trait Store: UserStore + SessionStore + TokenStore + AuditStore + MfaStore {
+pub trait Store:
+    UserStore + SessionStore + TokenStore + AuditStore + MfaStore + OAuthStore
+{
     /// Checks that the store answers (readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -15,6 +15,7 @@ use crate::session::{Aal, SessionIdHash, SessionKind, SessionRecord};
 use crate::user::{Email, UserId, UserRecord};
 
 mod mfa;
+mod oauth;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
