@@ -432,7 +432,7 @@ pub struct MfaSettings {
 
 /// One OAuth provider (`AUTHKIT_OAUTH__<NAME>__*`; `<NAME>` in lower case is its path
 /// segment: `/api/v1/auth/oauth/<name>`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OAuthProviderSettings {
     /// `__KIND`: `google`, `github`, `oidc`, `linkedin` or `twitter`.
@@ -440,6 +440,7 @@ pub struct OAuthProviderSettings {
     /// `__ISSUER`: the issuer URL (required for `oidc`; overrides the preset's otherwise).
     pub issuer: Option<String>,
     /// `__CLIENT_ID`.
+    #[serde(deserialize_with = "text_or_number")]
     pub client_id: String,
     /// `__CLIENT_SECRET`: development only. Elsewhere the secret is read from the secret
     /// provider as `oauth_<name>_client_secret` (e.g. `AUTHKIT_SECRET_OAUTH_GOOGLE_CLIENT_SECRET`
@@ -450,6 +451,9 @@ pub struct OAuthProviderSettings {
     /// `__AUTO_LINK`: sign in to an existing account with the same address when the provider
     /// and the account both verified it (default off; see docs/security.md).
     pub auto_link: bool,
+    /// `__SIGN_UP`: a first sign-in with an unknown provider account creates a user (with the
+    /// provider's verified address; default on).
+    pub sign_up: Option<bool>,
     /// `__TRUST_MFA_CLAIMS`: the provider's `amr`/`acr` showing MFA replace authkit's second
     /// factor for users with MFA (default off).
     pub trust_mfa_claims: bool,
@@ -460,6 +464,38 @@ pub struct OAuthProviderSettings {
     pub token_url: Option<String>,
     /// See `authorization_url`.
     pub api_url: Option<String>,
+}
+
+/// A string setting whose value may look like a number in the environment (client ids such as
+/// `12345`): the loader parses values, so take numbers back as their text.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::Text(s) => s,
+        Raw::Unsigned(n) => n.to_string(),
+        Raw::Signed(n) => n.to_string(),
+    })
+}
+
+impl std::fmt::Debug for OAuthProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthProviderSettings")
+            .field("kind", &self.kind)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("has_client_secret", &self.client_secret.is_some())
+            .field("scopes", &self.scopes)
+            .field("auto_link", &self.auto_link)
+            .field("sign_up", &self.sign_up)
+            .field("trust_mfa_claims", &self.trust_mfa_claims)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for MfaSettings {
@@ -995,6 +1031,7 @@ impl Config {
             }
             .named(name.clone())
             .auto_link_verified_email(p.auto_link)
+            .allow_sign_up(p.sign_up.unwrap_or(true))
             .trust_mfa_claims(p.trust_mfa_claims);
             if let Some(issuer) = &p.issuer {
                 provider = provider.issuer(issuer.clone());
@@ -1211,6 +1248,91 @@ mod tests {
             .unwrap()
             .validate();
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn oauth_providers_come_from_named_variables() {
+        let v = Config::load(vars(&[
+            ("AUTHKIT_OAUTH__CORP__KIND", "oidc"),
+            ("AUTHKIT_OAUTH__CORP__ISSUER", "https://login.corp.example"),
+            ("AUTHKIT_OAUTH__CORP__CLIENT_ID", "corp-client"),
+            ("AUTHKIT_OAUTH__CORP__CLIENT_SECRET", "dev-secret"),
+            ("AUTHKIT_OAUTH__CORP__SCOPES", "openid email"),
+            ("AUTHKIT_OAUTH__CORP__AUTO_LINK", "true"),
+            ("AUTHKIT_OAUTH__GITHUB__KIND", "github"),
+            ("AUTHKIT_OAUTH__GITHUB__CLIENT_ID", "12345"),
+        ]))
+        .unwrap()
+        .validate()
+        .unwrap();
+        let oauth = v.oauth.clone().unwrap();
+        assert_eq!(
+            oauth.redirect_uri("corp"),
+            "http://localhost:8080/api/v1/auth/oauth/corp/callback"
+        );
+        let corp = oauth.providers.iter().find(|p| p.name == "corp").unwrap();
+        assert_eq!(corp.kind, authkit::oauth::ProviderKind::Oidc);
+        assert_eq!(corp.issuer.as_deref(), Some("https://login.corp.example"));
+        assert_eq!(corp.scopes, ["openid", "email"]);
+        assert!(corp.auto_link_verified_email && !corp.trust_mfa_claims);
+        assert!(matches!(
+            corp.client_secret,
+            authkit::oauth::ClientSecretSource::Value(_)
+        ));
+        let gh = oauth.providers.iter().find(|p| p.name == "github").unwrap();
+        assert_eq!(gh.client_id, "12345", "a numeric-looking id stays text");
+        // Without a value, the secret is read from the secret provider by name.
+        assert!(matches!(
+            &gh.client_secret,
+            authkit::oauth::ClientSecretSource::Named(n) if n == "oauth_github_client_secret"
+        ));
+        // The debug output never shows a client secret.
+        assert!(!format!("{v:?}").contains("dev-secret"));
+        assert!(!format!("{oauth:?}").contains("dev-secret"));
+
+        for (pairs, needle) in [
+            (vec![("AUTHKIT_OAUTH__X__KIND", "myspace")], "oauth.x.kind"),
+            (
+                vec![
+                    ("AUTHKIT_OAUTH__X__KIND", "oidc"),
+                    ("AUTHKIT_OAUTH__X__CLIENT_ID", "c"),
+                ],
+                "oauth.x.issuer",
+            ),
+            (
+                vec![
+                    ("AUTHKIT_OAUTH__X__KIND", "oidc"),
+                    ("AUTHKIT_OAUTH__X__CLIENT_ID", "c"),
+                    ("AUTHKIT_OAUTH__X__ISSUER", "http://idp.example.com"),
+                ],
+                "https",
+            ),
+            (
+                vec![
+                    ("AUTHKIT_PROFILE", "production"),
+                    ("AUTHKIT_OAUTH__X__KIND", "google"),
+                    ("AUTHKIT_OAUTH__X__CLIENT_ID", "c"),
+                    ("AUTHKIT_OAUTH__X__CLIENT_SECRET", "s3cr3t-value"),
+                ],
+                "oauth_x_client_secret",
+            ),
+            (
+                vec![
+                    ("AUTHKIT_OAUTH__ACCOUNTS__KIND", "google"),
+                    ("AUTHKIT_OAUTH__ACCOUNTS__CLIENT_ID", "c"),
+                ],
+                "reserved",
+            ),
+        ] {
+            let errors = Config::load(vars(&pairs)).unwrap().validate().unwrap_err();
+            let text = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            assert!(text.contains(needle), "{pairs:?}: {text}");
+            assert!(!text.contains("s3cr3t-value"), "{text}");
+        }
     }
 
     #[test]

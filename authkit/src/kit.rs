@@ -548,6 +548,7 @@ impl AuthKit {
             rng: Arc::clone(&state.rng),
             clock: Arc::clone(&state.clock),
             providers: Arc::clone(&rt.providers),
+            refresh_gates: rt.refresh_gates.clone(),
         })
     }
 
@@ -597,9 +598,6 @@ async fn build_oauth(
             reason,
         };
         provider.check().map_err(fail)?;
-        if provider.name == "accounts" {
-            return Err(fail("`accounts` is a reserved path"));
-        }
         let secret = match &provider.client_secret {
             ClientSecretSource::Value(value) => value.clone(),
             ClientSecretSource::Named(name) => {
@@ -631,5 +629,6 @@ async fn build_oauth(
         providers: Arc::new(providers),
         tokens: TokenSealer::new(sealer),
         public_origin,
+        refresh_gates: crate::oauth::refresh_gates(),
     })
 }

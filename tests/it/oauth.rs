@@ -26,7 +26,10 @@ macro_rules! per_store {
 
 per_store!(
     sign_up_sign_in_again_and_tokens_sealed_at_rest,
-    unverified_provider_email_creates_an_unverified_user,
+    unverified_provider_email_creates_no_account,
+    claiming_an_unproven_address_drops_what_others_attached,
+    sign_in_replaces_any_earlier_session,
+    refreshes_of_one_account_take_turns,
     existing_address_is_never_taken_over,
     explicit_link_needs_a_fresh_session_and_binds_to_it,
     unlink_never_removes_the_last_way_to_sign_in,
@@ -85,9 +88,7 @@ async fn oidc_app(
 
 async fn app_for(backend: Backend, vars: &[(String, String)]) -> Option<TestApp> {
     let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let app = TestApp::with_env(backend, &env).await?;
-    app.clock.set(real_now());
-    Some(app)
+    TestApp::with_env_at(backend, &env, real_now()).await
 }
 
 /// `GET /oauth/{provider}` → the provider's URL (with `login_hint` for the test OP).
@@ -227,19 +228,180 @@ async fn sign_up_sign_in_again_and_tokens_sealed_at_rest(backend: Backend) {
     assert!(dump.contains("access_token=v1."), "{dump}");
     // The response bodies never carry a provider token (SECURITY.md #35).
     assert!(!list.to_string().contains(token.expose_secret()));
+    // A refresh token is stored sealed too; once the access token expires (on the app's
+    // clock), asking for it refreshes it at the provider and stores the new one.
+    assert!(dump.contains("refresh_token=v1."), "{dump}");
+    app.advance(2 * 3600);
+    let fresh = accounts
+        .access_token(&UserId::from_stored(user_id.clone()), "oidc")
+        .await
+        .unwrap()
+        .expect("refreshed");
+    assert_ne!(fresh.expose_secret(), token.expose_secret());
+    let userinfo = browser
+        .external()
+        .get(format!("{}/me", op.issuer()))
+        .bearer_auth(fresh.expose_secret())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(userinfo.contains("\"sub\":\"alice\""), "{userinfo}");
+    let after = app.table_dump("oauth_accounts").await.unwrap();
+    assert_ne!(after, dump, "the refreshed tokens are stored");
+    assert!(!after.contains(fresh.expose_secret()));
     app.finish().await;
 }
 
-async fn unverified_provider_email_creates_an_unverified_user(backend: Backend) {
+// A provider that does not vouch for the address creates no account: otherwise anyone could
+// open an account for someone else's address and keep a way into it (pre-hijacking,
+// SECURITY.md #34). The same for a provider without any address, and sign-up can be off.
+async fn unverified_provider_email_creates_no_account(backend: Backend) {
+    let Some((app, _op)) = oidc_app(backend, &[("AUTHKIT_OAUTH__OTHER__SIGN_UP", "false")]).await
+    else {
+        return;
+    };
+    let before = user_count(&app).await;
+    let browser = Browser::new(&app);
+    for (provider, hint, code) in [
+        ("oidc", "bob", "email_required"),
+        ("oidc", "noemail", "email_required"),
+        ("other", "alice", "sign_up_disabled"),
+    ] {
+        let hop = sign_in(&browser, provider, "/", hint).await;
+        assert_eq!(error_of(&hop).as_deref(), Some(code), "{provider} {hint}");
+        assert!(current_user(&browser).await.is_none());
+    }
+    assert_eq!(user_count(&app).await, before);
+    // With sign-up off, a provider account that is already linked still signs in.
+    let hop = sign_in(&browser, "oidc", "/", "alice").await;
+    assert_eq!(error_of(&hop), None);
+    browser.csrf_post("/api/v1/auth/logout", json!({})).await;
+    let hop = sign_in(&browser, "other", "/", "alice").await;
+    assert_eq!(
+        error_of(&hop),
+        None,
+        "same (issuer, subject) as the oidc account"
+    );
+    app.finish().await;
+}
+
+// Someone registers the victim's address with a password (unverified) and links their own
+// provider account. When the owner claims the address with a password reset, that provider
+// account no longer signs in to it.
+async fn claiming_an_unproven_address_drops_what_others_attached(backend: Backend) {
+    let Some((app, _op)) = oidc_app(backend, &[]).await else {
+        return;
+    };
+    let victim = "victim@example.com";
+    let attacker = Browser::new(&app);
+    app.register(victim).await;
+    let r = attacker
+        .csrf_post(
+            "/api/v1/auth/login",
+            json!({"email": victim, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = attacker
+        .csrf_post("/api/v1/auth/oauth/oidc/link", json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let url = with_hint(r.json()["authorization_url"].as_str().unwrap(), "alice");
+    let hop = callback_hop(&attacker, &url).await;
+    assert_eq!(error_of(&hop), None);
+
+    // The owner resets the password through the mailed link.
+    let r = app
+        .send(Req::post("/api/v1/auth/password/forgot").json(json!({"email": victim})))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let mail = app.wait_for_mail(victim, "password_reset").await;
+    let new_password = "the owner's own passphrase";
+    let r = app
+        .send(
+            Req::post("/api/v1/auth/password/reset")
+                .json(json!({"token": mail.token(), "new_password": new_password})),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let r = app.login(victim, new_password).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let owner = r.json();
+    // The attacker's provider account no longer reaches this user.
+    let again = Browser::new(&app);
+    let hop = sign_in(&again, "oidc", "/", "alice").await;
+    if let Some(me) = current_user(&again).await {
+        assert_ne!(me["user"]["id"], owner["user"]["id"], "{:?}", hop.location);
+    }
+    let cookie = r.session_cookie().unwrap();
+    let list = app.send(Req::get(ACCOUNTS).cookie(&cookie)).await.json();
+    assert_eq!(list["accounts"].as_array().unwrap().len(), 0, "{list}");
+    app.finish().await;
+}
+
+// SECURITY.md #9: an OAuth sign-in issues a new session id; one planted before stops working.
+async fn sign_in_replaces_any_earlier_session(backend: Backend) {
+    let Some((app, _op)) = oidc_app(backend, &[]).await else {
+        return;
+    };
+    let email = "planted@example.com";
+    app.register(email).await;
+    let browser = Browser::new(&app);
+    let r = browser
+        .csrf_post(
+            "/api/v1/auth/login",
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await;
+    let planted = r.session_cookie().unwrap();
+    let hop = sign_in(&browser, "oidc", "/", "alice").await;
+    assert_eq!(error_of(&hop), None);
+    let me = current_user(&browser).await.unwrap();
+    assert_eq!(me["user"]["email"], "alice@example.test");
+    app.send(Req::get(SESSION).cookie(&planted))
+        .await
+        .assert_problem(401, "unauthenticated");
+    app.finish().await;
+}
+
+// Parallel requests for an expired access token refresh it once and all get the new one
+// (providers that rotate refresh tokens would revoke the grant on a second use).
+async fn refreshes_of_one_account_take_turns(backend: Backend) {
     let Some((app, _op)) = oidc_app(backend, &[]).await else {
         return;
     };
     let browser = Browser::new(&app);
-    let hop = sign_in(&browser, "oidc", "/", "bob").await;
-    assert_eq!(error_of(&hop), None, "{:?}", hop.location);
+    sign_in(&browser, "oidc", "/", "alice").await;
     let me = current_user(&browser).await.unwrap();
-    assert_eq!(me["user"]["email"], "bob@example.test");
-    assert_eq!(me["user"]["email_verified"], false);
+    let user = UserId::from_stored(me["user"]["id"].as_str().unwrap().to_owned());
+    let accounts = app.app.auth().linked_accounts().unwrap();
+    let first = accounts.access_token(&user, "oidc").await.unwrap().unwrap();
+    app.advance(2 * 3600);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let accounts = accounts.clone();
+        let user = user.clone();
+        tasks.push(tokio::spawn(async move {
+            accounts.access_token(&user, "oidc").await
+        }));
+    }
+    let mut tokens = Vec::new();
+    for t in tasks {
+        let token = t
+            .await
+            .unwrap()
+            .expect("every request gets a token")
+            .unwrap();
+        tokens.push(token.expose_secret().to_owned());
+    }
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "one refresh, one new token"
+    );
+    assert_ne!(tokens[0], first.expose_secret());
     app.finish().await;
 }
 
@@ -375,6 +537,28 @@ async fn explicit_link_needs_a_fresh_session_and_binds_to_it(backend: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let url = with_hint(r.json()["authorization_url"].as_str().unwrap(), "bob");
+    // Meanwhile this browser signs in again as the same user: a new session, not the one that
+    // started the link.
+    let r = browser
+        .csrf_post(
+            "/api/v1/auth/login",
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let hop = callback_hop(&browser, &url).await;
+    assert_eq!(error_of(&hop).as_deref(), Some("reauth_required"));
+    let list = browser.app_request(Req::get(ACCOUNTS)).await.json();
+    assert_eq!(
+        list["accounts"].as_array().unwrap().len(),
+        1,
+        "nothing linked: {list}"
+    );
+    // And signed out: the same.
+    let r = browser
+        .csrf_post("/api/v1/auth/oauth/other/link", json!({}))
+        .await;
+    let url = with_hint(r.json()["authorization_url"].as_str().unwrap(), "bob");
     browser.csrf_post("/api/v1/auth/logout", json!({})).await;
     let hop = callback_hop(&browser, &url).await;
     assert_eq!(error_of(&hop).as_deref(), Some("reauth_required"));
@@ -504,6 +688,19 @@ async fn state_is_single_use_bound_to_browser_and_provider(backend: Backend) {
     let swapped = callback.replace("/oauth/other/callback", "/oauth/oidc/callback");
     let hop = browser.get(&swapped).await;
     assert_eq!(error_of(&hop).as_deref(), Some("invalid_state"));
+    assert!(current_user(&browser).await.is_none());
+
+    // An authorization response naming another issuer (RFC 9207 mix-up defence).
+    let url = start(&browser, "oidc", "/", "alice").await;
+    browser.forget_provider_login();
+    let hops = browser.follow_to_app(&url, 10).await;
+    let callback = hops.last().unwrap().next_url().unwrap();
+    assert!(callback.contains("&iss="), "{callback}");
+    let (head, _) = callback.split_once("&iss=").unwrap();
+    let hop = browser
+        .get(&format!("{head}&iss=https%3A%2F%2Fevil.example"))
+        .await;
+    assert_eq!(error_of(&hop).as_deref(), Some("provider_error"));
     assert!(current_user(&browser).await.is_none());
 
     // Missing, altered and malformed states.
@@ -708,6 +905,63 @@ async fn github_sign_up_uses_the_verified_primary_address(backend: Backend) {
     assert_eq!(error_of(&replay).as_deref(), Some("invalid_state"));
     assert_eq!(gh.token_requests(), 1, "no second code exchange");
     app.finish().await;
+
+    // Only an address that is both primary and verified counts.
+    for (emails, expected) in [
+        // primary but unverified, plus a verified secondary one: none.
+        (
+            vec![
+                ("primary@example.com", true, false),
+                ("second@example.com", false, true),
+            ],
+            None,
+        ),
+        // a verified secondary one listed first: the primary one.
+        (
+            vec![
+                ("second@example.com", false, true),
+                ("primary@example.com", true, true),
+            ],
+            Some("primary@example.com"),
+        ),
+    ] {
+        let mut user = GithubUser::new(42, "someone", "unused@example.com");
+        user.emails = emails
+            .iter()
+            .map(|(e, p, v)| ((*e).to_owned(), *p, *v))
+            .collect();
+        let gh = GithubStandIn::start(user);
+        let vars: Vec<(String, String)> = [
+            ("KIND", "github".to_owned()),
+            ("CLIENT_ID", GITHUB_CLIENT_ID.to_owned()),
+            ("CLIENT_SECRET", GITHUB_CLIENT_SECRET.to_owned()),
+            ("AUTHORIZATION_URL", gh.authorize_url()),
+            ("TOKEN_URL", gh.token_url()),
+            ("API_URL", gh.base_url()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("AUTHKIT_OAUTH__GITHUB__{k}"), v))
+        .collect();
+        let app = app_for(backend, &vars).await.unwrap();
+        let browser = Browser::new(&app);
+        let auth = browser
+            .get("/api/v1/auth/oauth/github")
+            .await
+            .location
+            .unwrap();
+        let hop = callback_hop(&browser, &auth).await;
+        match expected {
+            None => assert_eq!(error_of(&hop).as_deref(), Some("email_required")),
+            Some(address) => {
+                assert_eq!(error_of(&hop), None);
+                assert_eq!(
+                    current_user(&browser).await.unwrap()["user"]["email"],
+                    address
+                );
+            }
+        }
+        app.finish().await;
+    }
 }
 
 // JWKS rotation: a token signed by a key the provider published after we cached its key set

@@ -98,6 +98,17 @@ impl TestApp {
 
     /// The same with extra `AUTHKIT_*` settings.
     pub async fn with_env(backend: Backend, env: &[(&str, &str)]) -> Option<Self> {
+        Self::with_env_at(backend, env, Timestamp::from_unix_seconds(START)).await
+    }
+
+    /// The same with the clock starting at `start` (tests against real peers that sign with
+    /// the real time). The clock must be set before the app starts: its jobs read it at once,
+    /// and a clock moved backwards afterwards makes the cleanup job see fresh rows as expired.
+    pub async fn with_env_at(
+        backend: Backend,
+        env: &[(&str, &str)],
+        start: Timestamp,
+    ) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let mut pg_schema = None;
         let mut db_url = None;
@@ -161,7 +172,7 @@ impl TestApp {
         }
         vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let config = Config::load(vars.clone()).unwrap().validate().unwrap();
-        let clock = ManualClock::new(Timestamp::from_unix_seconds(START));
+        let clock = ManualClock::new(start);
         let app = App::build(
             config,
             Overrides {

@@ -101,6 +101,9 @@ const provider = new Provider(issuer, {
   // request parameter, and `acr` is dropped entirely without `acrValues`): release them with openid.
   claims: { openid: ['sub', 'acr', 'amr'], email: ['email', 'email_verified'], profile: ['name'] },
   conformIdTokenClaims: false, // put the email claims in the ID token, as Google does
+  // Issue a refresh token with every code grant (no offline_access consent dance), so that
+  // the relying party's refresh path can be tested.
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   features: { devInteractions: { enabled: false } },
   cookies: { keys: [randomBytes(32).toString('hex')] },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
@@ -178,7 +181,7 @@ async function forgeIdToken(mode, claims) {
     case 'bare_iss': c.iss = 'accounts.google.com'; break; // Google's documented alternative form
     case 'no_nonce': delete c.nonce; break;
     case 'wrong_nonce': c.nonce = randomBytes(16).toString('base64url'); break;
-    case 'expired': c.iat = now - 7200; c.exp = now - 3600; break;
+    case 'expired': c.iat = now - 300; c.exp = now - 120; break; // iat still acceptable: only exp fails
     case 'iat_future': c.iat = now + 3600; c.exp = now + 7200; break;
     case 'unknown_kid': key = rogue.key; kid = 'rogue'; break;
     case 'bad_signature': key = rogue.key; break; // claims to be k1, signed by another key

@@ -124,6 +124,9 @@ pub struct Provider {
     /// asserts the address is verified *and* the local account's address is verified. Off by
     /// default (SECURITY.md #34): then any existing address answers `account_exists`.
     pub auto_link_verified_email: bool,
+    /// Whether a first sign-in with an unknown account of this provider creates a user (with a
+    /// verified address from the provider; default on).
+    pub allow_sign_up: bool,
     /// Count the provider's `amr`/`acr` claims showing multi-factor authentication as this
     /// sign-in's second factor (users with MFA then skip authkit's code). Off by default.
     pub trust_mfa_claims: bool,
@@ -183,6 +186,7 @@ impl Provider {
             api_url: api,
             pkce: kind != ProviderKind::Linkedin,
             auto_link_verified_email: false,
+            allow_sign_up: true,
             trust_mfa_claims: false,
         }
     }
@@ -238,6 +242,12 @@ impl Provider {
         self
     }
 
+    /// See [`Provider::allow_sign_up`].
+    pub fn allow_sign_up(mut self, on: bool) -> Self {
+        self.allow_sign_up = on;
+        self
+    }
+
     /// See [`Provider::trust_mfa_claims`].
     pub fn trust_mfa_claims(mut self, on: bool) -> Self {
         self.trust_mfa_claims = on;
@@ -269,6 +279,9 @@ impl Provider {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !name_ok {
             return Err("provider names are 1-32 characters of a-z, 0-9 and -");
+        }
+        if self.name == "accounts" {
+            return Err("`accounts` is a reserved path, not a provider name");
         }
         if self.client_id.is_empty() {
             return Err("the client id is empty");
@@ -317,8 +330,6 @@ pub struct OAuthConfig {
     pub redirect_origins: Vec<Origin>,
     /// How long a sign-in may take at the provider (default 10 minutes).
     pub transaction_ttl: Duration,
-    /// Whether a first sign-in with an unknown provider account creates a user (default on).
-    pub allow_sign_up: bool,
     /// Timeout of one request to a provider (default 10 s).
     pub http_timeout: Duration,
     /// How often a provider's JWKS may be refetched for an unknown key id (default 60 s).
@@ -335,7 +346,6 @@ impl OAuthConfig {
             mount_path: "/api/v1/auth".into(),
             redirect_origins: Vec::new(),
             transaction_ttl: Duration::from_secs(600),
-            allow_sign_up: true,
             http_timeout: Duration::from_secs(10),
             jwks_refetch_interval: Duration::from_secs(60),
             providers: Vec::new(),

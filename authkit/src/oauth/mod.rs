@@ -25,7 +25,7 @@ pub use tokens::LinkedAccounts;
 
 pub(crate) use http::ProviderHttp;
 pub(crate) use provider::{Identity, ProviderClient};
-pub(crate) use tokens::TokenSealer;
+pub(crate) use tokens::{RefreshGates, TokenSealer, refresh_gates};
 pub(crate) use transaction::{BrowserBinding, FlowSecrets, StateToken};
 
 use secrecy::SecretString;

@@ -31,6 +31,8 @@ use crate::clock::{Clock, Timestamp};
 
 /// How long a discovery document is trusted before it is fetched again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+/// How long a failed discovery is remembered before the next attempt.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 /// Clock skew tolerated on `exp` and `iat`.
 const SKEW: Duration = Duration::from_secs(60);
 /// Oldest `iat` accepted: an ID token is used straight after the code exchange.
@@ -70,6 +72,9 @@ pub(crate) struct ProviderClient {
     clock: Arc<dyn Clock>,
     jwks_refetch_interval: Duration,
     discovered: tokio::sync::RwLock<Option<Discovered>>,
+    /// When discovery last failed: for a few seconds after, requests fail at once instead of
+    /// queueing behind another fetch of an unreachable provider.
+    discovery_failed_at: std::sync::Mutex<Option<Timestamp>>,
 }
 
 impl std::fmt::Debug for ProviderClient {
@@ -100,14 +105,21 @@ impl ProviderClient {
             clock,
             jwks_refetch_interval,
             discovered: tokio::sync::RwLock::new(None),
+            discovery_failed_at: std::sync::Mutex::new(None),
         })
     }
 
-    /// The issuer accounts of this provider are keyed by.
+    /// The issuer accounts of this provider are keyed by: the OIDC issuer, or for OAuth 2
+    /// providers a fixed name per kind (a configured `issuer` overrides it, e.g. for GitHub
+    /// Enterprise). Never derived from an endpoint URL, so that moving an endpoint does not
+    /// orphan every linked account.
     pub(crate) fn issuer(&self) -> String {
-        match (&self.config.issuer, &self.config.authorization_url) {
-            (Some(issuer), _) if self.config.kind.is_oidc() => issuer.clone(),
-            (_, Some(auth)) => auth.origin().ascii_serialization(),
+        if let Some(issuer) = &self.config.issuer {
+            return issuer.clone();
+        }
+        match self.config.kind {
+            ProviderKind::Github => "https://github.com".to_owned(),
+            ProviderKind::Twitter => "https://x.com".to_owned(),
             _ => self.config.name.clone(),
         }
     }
@@ -297,17 +309,33 @@ impl ProviderClient {
         {
             return Ok(d.clone());
         }
+        let recently_failed = || {
+            self.discovery_failed_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some_and(|at| now.seconds_since(at) < DISCOVERY_RETRY.as_secs())
+        };
+        if recently_failed() {
+            return Err(OAuthError::ProviderUnavailable);
+        }
         let mut slot = self.discovered.write().await;
         if let Some(d) = slot.as_ref()
             && now.seconds_since(d.fetched_at) < DISCOVERY_TTL.as_secs()
         {
             return Ok(d.clone());
         }
+        if recently_failed() {
+            return Err(OAuthError::ProviderUnavailable);
+        }
         let issuer = IssuerUrl::new(self.issuer()).map_err(|_| OAuthError::Misconfigured)?;
         let metadata = CoreProviderMetadata::discover_async(issuer.clone(), &self.http)
             .await
             .map_err(|e| {
                 tracing::warn!(provider = %self.config.name, error = %crate::util::error_chain(&e), "OIDC discovery failed");
+                *self
+                    .discovery_failed_at
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
                 OAuthError::ProviderUnavailable
             })?;
         let token_url = metadata
@@ -461,14 +489,17 @@ impl ProviderClient {
             .api_get(&["user"], tokens.access_token.expose_secret(), ACCEPT)
             .await?;
         let addresses: Vec<Address> = self
-            .api_get(
+            .api_get_query(
                 &["user", "emails"],
+                Some("per_page=100"),
                 tokens.access_token.expose_secret(),
                 ACCEPT,
             )
             .await?;
         // Only the verified primary address counts; the public `email` of `/user` is
-        // whatever the user typed into their profile.
+        // whatever the user typed into their profile. One page of 100 addresses (GitHub's
+        // maximum) is read: an account with more whose primary is beyond it signs up with
+        // `email_required`, never with another address.
         let primary = addresses.into_iter().find(|a| a.primary && a.verified);
         Ok(Identity {
             issuer: self.issuer(),
@@ -513,6 +544,16 @@ impl ProviderClient {
         bearer: &str,
         accept: &'static str,
     ) -> Result<T, OAuthError> {
+        self.api_get_query(segments, None, bearer, accept).await
+    }
+
+    async fn api_get_query<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: Option<&str>,
+        bearer: &str,
+        accept: &'static str,
+    ) -> Result<T, OAuthError> {
         let mut url = self
             .config
             .api_url
@@ -522,6 +563,7 @@ impl ProviderClient {
             .map_err(|()| OAuthError::Misconfigured)?
             .pop_if_empty()
             .extend(segments);
+        url.set_query(query);
         let (status, body) = self.http.get_json(url, bearer, accept).await.map_err(|e| {
             tracing::warn!(provider = %self.config.name, error = %crate::util::error_chain(&e), "provider API request failed");
             OAuthError::ProviderUnavailable
@@ -544,7 +586,13 @@ fn token_error<E: std::error::Error + 'static, T: oauth2::ErrorResponse + 'stati
 ) -> OAuthError {
     match e {
         RequestTokenError::ServerResponse(r) => {
-            tracing::warn!(error = %r, "provider refused the code exchange");
+            // The code only: `error_description` and `error_uri` are the provider's free text.
+            let code = serde_json::to_value(&r)
+                .ok()
+                .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+                .filter(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                .unwrap_or_default();
+            tracing::warn!(error = %code, "provider refused the token request");
             OAuthError::ExchangeFailed
         }
         RequestTokenError::Request(e) => {

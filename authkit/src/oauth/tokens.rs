@@ -104,6 +104,20 @@ pub struct LinkedAccounts {
     pub(crate) rng: Arc<dyn RandomSource>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) providers: Arc<HashMap<String, Arc<ProviderClient>>>,
+    /// One refresh at a time per account on this instance: providers that rotate refresh
+    /// tokens (X) or detect their reuse (RFC 9700 §4.14.2) would otherwise revoke the grant
+    /// when two requests refresh with the same token.
+    pub(crate) refresh_gates: RefreshGates,
+}
+
+/// Per-account refresh locks, shared by every [`LinkedAccounts`] of one `AuthKit`.
+pub(crate) type RefreshGates = moka::future::Cache<String, Arc<tokio::sync::Mutex<()>>>;
+
+pub(crate) fn refresh_gates() -> RefreshGates {
+    moka::future::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_idle(Duration::from_secs(300))
+        .build()
 }
 
 impl std::fmt::Debug for LinkedAccounts {
@@ -135,19 +149,25 @@ impl LinkedAccounts {
         let Some(account) = accounts.into_iter().find(|a| a.provider == provider) else {
             return Ok(None);
         };
-        let Some(sealed_access) = &account.tokens.access_token else {
+        if let Some(usable) = self.usable(&account)? {
+            return Ok(usable);
+        }
+        let gate = self
+            .refresh_gates
+            .get_with(account.id.clone(), async { Arc::default() })
+            .await;
+        let _turn = gate.lock().await;
+        // Whoever held the gate before may have refreshed already: read the row again.
+        let Some(account) = self
+            .store
+            .oauth_account_by_id(user, &account.id)
+            .await
+            .map_err(store_error)?
+        else {
             return Ok(None);
         };
-        let now = self.clock.now();
-        let fresh = account
-            .tokens
-            .expires_at
-            .is_none_or(|at| now.saturating_add(REFRESH_MARGIN) < at);
-        if fresh {
-            return self
-                .sealer
-                .open(sealed_access, "access", &account)
-                .map(Some);
+        if let Some(usable) = self.usable(&account)? {
+            return Ok(usable);
         }
         let Some(sealed_refresh) = &account.tokens.refresh_token else {
             // Expired, and nothing to renew it with: the user must sign in again.
@@ -172,10 +192,31 @@ impl LinkedAccounts {
             .await
             .map_err(store_error)?;
         if !replaced {
-            // A concurrent refresh or sign-in stored newer tokens; theirs are as good.
+            // A sign-in (or another instance) stored newer tokens meanwhile; theirs are as good.
             tracing::debug!(account = %account.id, "provider tokens were replaced concurrently");
         }
         Ok(Some(tokens.access_token))
+    }
+
+    /// `Some(answer)` when the stored tokens decide the answer without a refresh: the access
+    /// token is fresh, or there is none.
+    #[allow(clippy::option_option)]
+    fn usable(&self, account: &OAuthAccount) -> Result<Option<Option<SecretString>>, OAuthError> {
+        let Some(sealed_access) = &account.tokens.access_token else {
+            return Ok(Some(None));
+        };
+        let now = self.clock.now();
+        let fresh = account
+            .tokens
+            .expires_at
+            .is_none_or(|at| now.saturating_add(REFRESH_MARGIN) < at);
+        if fresh {
+            return self
+                .sealer
+                .open(sealed_access, "access", account)
+                .map(|t| Some(Some(t)));
+        }
+        Ok(None)
     }
 }
 

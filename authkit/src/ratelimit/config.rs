@@ -42,6 +42,8 @@ impl FlowLimits {
 /// - **e-mail verification** (`verify` and `resend`): 30 per hour / 5 per hour.
 /// - **MFA** (TOTP and backup codes): 30 per minute / 5 per minute (their entropy is below
 ///   64 bits, SECURITY.md #22).
+/// - **OAuth** (start, link, callback): 60 per minute / none (each start stores a
+///   transaction; each callback may call the provider).
 /// - **lockout**: [`LockoutPolicy::default`] (5 free failures, then 30 s doubling to 1 h,
 ///   locked from the 100th).
 ///
@@ -58,6 +60,8 @@ pub struct RateLimitConfig {
     pub email_verification: FlowLimits,
     /// `mfa/verify`.
     pub mfa: FlowLimits,
+    /// `oauth/{provider}`, `oauth/{provider}/callback`, `oauth/{provider}/link`.
+    pub oauth: FlowLimits,
     /// Consecutive-failure lockout of accounts.
     pub lockout: LockoutPolicy,
 }
@@ -73,6 +77,7 @@ impl Default for RateLimitConfig {
                 Some(Quota::per_hour(5)),
             ),
             mfa: FlowLimits::new(Some(Quota::per_minute(30)), Some(Quota::per_minute(5))),
+            oauth: FlowLimits::new(Some(Quota::per_minute(60)), None),
             lockout: LockoutPolicy::default(),
         }
     }
@@ -87,6 +92,7 @@ impl RateLimitConfig {
             Flow::PasswordReset => &self.password_reset,
             Flow::EmailVerification => &self.email_verification,
             Flow::Mfa => &self.mfa,
+            Flow::OAuth => &self.oauth,
         }
     }
 
@@ -98,6 +104,7 @@ impl RateLimitConfig {
             Flow::PasswordReset => &mut self.password_reset,
             Flow::EmailVerification => &mut self.email_verification,
             Flow::Mfa => &mut self.mfa,
+            Flow::OAuth => &mut self.oauth,
         }
     }
 

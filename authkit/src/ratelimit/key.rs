@@ -26,16 +26,20 @@ pub enum Flow {
     EmailVerification,
     /// `mfa/verify`: TOTP and backup codes.
     Mfa,
+    /// OAuth: starting a sign-in or a link (each stores a transaction) and the callback (each
+    /// may call the provider).
+    OAuth,
 }
 
 impl Flow {
     /// Every flow, for iteration.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Login,
         Self::Register,
         Self::PasswordReset,
         Self::EmailVerification,
         Self::Mfa,
+        Self::OAuth,
     ];
 
     /// The flow's name inside keys and logs.
@@ -46,6 +50,7 @@ impl Flow {
             Self::PasswordReset => "password_reset",
             Self::EmailVerification => "email_verification",
             Self::Mfa => "mfa",
+            Self::OAuth => "oauth",
         }
     }
 }

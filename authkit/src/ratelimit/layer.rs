@@ -21,6 +21,13 @@ use crate::error::{ErrorCode, Problem, RequestId};
 /// The flow a request to the auth service belongs to, by method and path relative to the
 /// service's mount point; `None` for requests no address quota applies to.
 pub(crate) fn flow_of(method: &Method, path: &str) -> Option<Flow> {
+    if let Some(rest) = path.strip_prefix("/oauth/") {
+        // Everything under `/oauth/` but the signed-in user's account list and unlinking.
+        let accounts = rest == "accounts" || rest.starts_with("accounts/");
+        let limited = (*method == Method::GET && !accounts)
+            || (*method == Method::POST && rest.trim_end_matches('/').ends_with("/link"));
+        return limited.then_some(Flow::OAuth);
+    }
     if method != Method::POST {
         return None;
     }
@@ -334,8 +341,19 @@ mod tests {
             ("/email/verify", Flow::EmailVerification),
             ("/email/resend", Flow::EmailVerification),
             ("/mfa/verify", Flow::Mfa),
+            ("/oauth/google/link", Flow::OAuth),
         ] {
             assert_eq!(flow_of(&Method::POST, path), Some(flow));
+        }
+        for path in ["/oauth/google", "/oauth/google/callback", "/oauth/x/"] {
+            assert_eq!(flow_of(&Method::GET, path), Some(Flow::OAuth), "{path}");
+        }
+        for (method, path) in [
+            (Method::GET, "/oauth/accounts"),
+            (Method::DELETE, "/oauth/accounts/abc"),
+            (Method::POST, "/oauth/google"),
+        ] {
+            assert_eq!(flow_of(&method, path), None, "{path}");
         }
         assert_eq!(status(&h, Method::POST, "/register", ip).await, 200);
         assert_eq!(status(&h, Method::POST, "/register", ip).await, 429);

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
@@ -49,6 +50,7 @@ pub(crate) struct OAuthRuntime {
     pub(crate) providers: Arc<HashMap<String, Arc<ProviderClient>>>,
     pub(crate) tokens: TokenSealer,
     pub(crate) public_origin: Origin,
+    pub(crate) refresh_gates: crate::oauth::RefreshGates,
 }
 
 impl OAuthRuntime {
@@ -138,11 +140,15 @@ pub struct LinkedAccountList {
 pub(crate) async fn start(
     State(state): State<AuthState>,
     Jar(jar): Jar,
-    Path(provider): Path<String>,
-    Query(query): Query<StartQuery>,
+    provider: Result<Path<String>, PathRejection>,
+    query: Result<Query<StartQuery>, QueryRejection>,
 ) -> ApiResult {
     let rt = runtime(&state)?;
-    let client = rt.provider(&provider)?;
+    let client = rt.provider(&path_name(provider)?)?;
+    let Query(query) = query.map_err(|_| {
+        ApiError::new(ErrorCode::ValidationFailed)
+            .with_detail("the query must hold at most one `redirect_to`")
+    })?;
     let target = rt.target(query.redirect_to.as_deref());
     match begin(&state, rt, &jar, client, target.clone(), None).await {
         Ok(url) => Ok(found(url.as_str())),
@@ -169,11 +175,11 @@ pub(crate) async fn link(
     State(state): State<AuthState>,
     Jar(jar): Jar,
     FullSession { session, current }: FullSession,
-    Path(provider): Path<String>,
+    provider: Result<Path<String>, PathRejection>,
     super::json::JsonBody(body): super::json::JsonBody<LinkRequest>,
 ) -> ApiResult {
     let rt = runtime(&state)?;
-    let client = rt.provider(&provider)?;
+    let client = rt.provider(&path_name(provider)?)?;
     require_full_assurance(&state, &session, &current, None).await?;
     require_recent_auth(&state, &current)?;
     let target = rt.target(body.redirect_to.as_deref());
@@ -210,7 +216,8 @@ async fn begin(
         OAuthError::Internal
     };
     let state_token = StateToken::generate(rng).map_err(random)?;
-    // One binding per browser: a second sign-in started in another tab keeps the first valid.
+    // One binding per browser: a second sign-in started in another tab does not invalidate the
+    // first (until either finishes: the callback deletes the cookie).
     let binding = match jar
         .get(&cookie_name(state))
         .and_then(|c| BrowserBinding::parse(c.value()))
@@ -291,12 +298,14 @@ pub(crate) async fn callback(
     State(state): State<AuthState>,
     Jar(jar): Jar,
     session: Session,
-    Path(provider): Path<String>,
+    provider: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let Some(rt) = state.oauth.as_deref() else {
         return ApiError::new(ErrorCode::NotFound).into_response();
     };
+    // An undecodable path segment names no provider: the state check below refuses it.
+    let provider = provider.map(|Path(p)| p).unwrap_or_default();
     // Whatever happens, this transaction is over for this browser (SECURITY.md #2).
     let binding = jar.get(&cookie_name(&state)).map(|c| c.value().to_owned());
     remove_transaction_cookie(&state, &jar);
@@ -481,7 +490,7 @@ async fn sign_in(
         .oauth_account(&identity.issuer, &identity.subject)
         .await
         .map_err(store_failed)?;
-    let (user, first_time) = match known {
+    let (user, known) = match known {
         Some(account) => {
             let user = state
                 .store
@@ -489,20 +498,37 @@ async fn sign_in(
                 .await
                 .map_err(store_failed)?
                 .ok_or(OAuthError::Internal)?;
-            record_login(state, rt, &account, &identity).await?;
-            (user, false)
+            (user, Some(account))
         }
         None => (
             first_sign_in(state, rt, client, &identity, &actor).await?,
-            true,
+            None,
         ),
     };
+    let first_time = known.is_none();
     let trusted_mfa = client.config.trust_mfa_claims && identity.mfa_asserted;
+    let event = |pending: bool| {
+        NewAuditEvent::new(
+            AuditEventType::OauthLogin,
+            Some(user.id.clone()),
+            state.clock.now(),
+            actor.clone(),
+        )
+        .with_details(serde_json::json!({
+            "provider": client.config.name,
+            "new_account": first_time,
+            "provider_mfa": trusted_mfa,
+            "second_factor_pending": pending,
+        }))
+    };
     if user.mfa_enabled && !trusted_mfa {
         session
             .begin_pending(&user.id, None)
             .await
             .map_err(|e| session_failed(&e))?;
+        // The provider's fresh tokens are kept only once the sign-in is complete; the
+        // stored ones stay until then.
+        audit(state, &event(true)).await;
         return Ok(Finished::MfaRequired);
     }
     let aal = if user.mfa_enabled {
@@ -514,20 +540,10 @@ async fn sign_in(
         .login(&user.id, aal, None)
         .await
         .map_err(|e| session_failed(&e))?;
-    let event = NewAuditEvent::new(
-        AuditEventType::OauthLogin,
-        Some(user.id.clone()),
-        state.clock.now(),
-        actor.clone(),
-    )
-    .with_details(serde_json::json!({
-        "provider": client.config.name,
-        "new_account": first_time,
-        "provider_mfa": trusted_mfa,
-    }));
-    if let Err(e) = state.store.append_audit(&event).await {
-        tracing::error!(error = %crate::util::error_chain(&e), "could not write the oauth.login audit event");
+    if let Some(account) = &known {
+        record_login(state, rt, account, &identity).await?;
     }
+    audit(state, &event(false)).await;
     let new_device = known_device(state, jar, &user).is_none();
     after_sign_in(state, jar, &actor, &user, new_device && !first_time).await;
     Ok(Finished::SignedIn)
@@ -540,11 +556,15 @@ async fn first_sign_in(
     identity: &Identity,
     actor: &AuditActor,
 ) -> Result<UserRecord, OAuthError> {
-    // The provider's address, normalised like every address (NFKC, case): a look-alike never
-    // matches another user's address.
-    let email = identity.email.as_deref().and_then(|e| Email::parse(e).ok());
+    // The provider's address, normalised like every address (NFKC, case folding). It counts
+    // as proven only if the provider verified it *and* normalising changed nothing but case:
+    // a verified `ｖｉｃｔｉｍ@corp` (another mailbox) must not stand for `victim@corp`.
+    let raw = identity.email.as_deref().map(str::trim);
+    let email = raw.and_then(|e| Email::parse(e).ok());
+    let proven = identity.email_verified
+        && matches!((raw, &email), (Some(raw), Some(e)) if e.as_str() == raw.to_lowercase());
     let Some(email) = email else {
-        return Err(if rt.config.allow_sign_up {
+        return Err(if client.config.allow_sign_up {
             OAuthError::EmailRequired
         } else {
             OAuthError::SignUpDisabled
@@ -559,10 +579,7 @@ async fn first_sign_in(
         // Both sides must have proven the address, and the provider must be trusted to say
         // so: otherwise whoever registered the address first (or controls the provider
         // account) would be handed the other's account.
-        if !(client.config.auto_link_verified_email
-            && identity.email_verified
-            && local.email_verified)
-        {
+        if !(client.config.auto_link_verified_email && proven && local.email_verified) {
             tracing::info!(provider = %client.config.name, "OAuth sign-in refused: the address belongs to an existing account");
             return Err(OAuthError::AccountExists);
         }
@@ -583,8 +600,16 @@ async fn first_sign_in(
         .await;
         return Ok(local);
     }
-    if !rt.config.allow_sign_up {
+    if !client.config.allow_sign_up {
         return Err(OAuthError::SignUpDisabled);
+    }
+    // A new account needs an address the provider proved. An unproven one would let anyone
+    // create an account for someone else's address and keep a way into it after the owner
+    // claims it with a password reset (pre-hijacking, SECURITY.md #34). Such users register
+    // with a password and link the provider afterwards.
+    if !proven {
+        tracing::info!(provider = %client.config.name, "OAuth sign-up refused: no verified address");
+        return Err(OAuthError::EmailRequired);
     }
     let id = UserId::generate(state.rng.as_ref()).map_err(|_| OAuthError::Internal)?;
     let account = new_account(state, rt, &id, client, identity)?;
@@ -593,7 +618,7 @@ async fn first_sign_in(
         id: id.clone(),
         email,
         password_hash: None,
-        email_verified: identity.email_verified,
+        email_verified: true,
         now,
     };
     let event = linked_event(state, actor.clone(), &id, client, "sign_up");
@@ -606,6 +631,12 @@ async fn first_sign_in(
         // The address was registered or the account linked meanwhile.
         Err(StoreError::Conflict) => Err(OAuthError::AccountExists),
         Err(e) => Err(store_failed(e)),
+    }
+}
+
+async fn audit(state: &AuthState, event: &NewAuditEvent) {
+    if let Err(e) = state.store.append_audit(event).await {
+        tracing::error!(error = %crate::util::error_chain(&e), "could not write an audit event");
     }
 }
 
@@ -745,8 +776,9 @@ pub(crate) async fn accounts(
 pub(crate) async fn unlink(
     State(state): State<AuthState>,
     FullSession { session, current }: FullSession,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
+    let id = path_name(id)?;
     let user = load_user(&state, &session, current.user_id()).await?;
     require_full_assurance(&state, &session, &current, Some(&user)).await?;
     let Some(account) = state.store.oauth_account_by_id(&user.id, &id).await? else {
@@ -772,9 +804,7 @@ pub(crate) async fn unlink(
             ));
         }
     }
-    if let (Some(rt), Some(templates)) = (state.oauth.as_deref(), &state.templates)
-        && rt.providers.contains_key(&account.provider)
-    {
+    if let Some(templates) = &state.templates {
         let message = templates.oauth_changed(
             &user.email,
             OAuthChange::Unlinked,
@@ -785,6 +815,13 @@ pub(crate) async fn unlink(
         state.send_mail(message).await;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A path segment, or 404 when it does not decode (e.g. `%FF`).
+fn path_name(segment: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    segment
+        .map(|Path(name)| name)
+        .map_err(|_| ApiError::new(ErrorCode::NotFound))
 }
 
 fn found(location: &str) -> Response {

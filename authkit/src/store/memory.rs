@@ -407,9 +407,21 @@ impl TokenStore for MemoryStore {
                 let Some(user) = inner.users.get_mut(&id) else {
                     return Ok(None);
                 };
+                let first_proof = !user.email_verified;
                 user.email_verified = true;
                 user.updated_at = now;
                 if let TokenEffect::ResetPassword { password_hash } = effect {
+                    if first_proof {
+                        // See `SqlStore`: the address's owner claims an account someone else
+                        // may have set up; the provider accounts they linked go.
+                        inner.oauth_accounts.retain(|_, a| a.user_id != id);
+                        inner
+                            .oauth_transactions
+                            .retain(|_, t| t.link.as_ref().is_none_or(|l| l.user_id != id));
+                    }
+                    let Some(user) = inner.users.get_mut(&id) else {
+                        return Ok(None);
+                    };
                     user.password_hash = Some(password_hash);
                     let user = user.clone();
                     revoked_sessions = inner.remove_user_sessions_except(&id, None);

@@ -617,6 +617,27 @@ impl SqlStore {
                 let Some(id) = token.user_id.clone() else {
                     return Ok(None);
                 };
+                // A reset proves the address. If it had never been proven, the account may have
+                // been set up by someone else (pre-hijacking: a sign-up with another's address);
+                // the owner claiming it now must not keep their linked provider accounts, which
+                // would still sign them in. (The second factor stays: a reset alone, i.e. a
+                // mailbox, must never switch MFA off.)
+                let verified: Option<i64> =
+                    sqlx::query_scalar("SELECT email_verified FROM users WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if verified == Some(0) {
+                    for sql in [
+                        "DELETE FROM oauth_accounts WHERE user_id = $1",
+                        "DELETE FROM oauth_transactions WHERE link_user_id = $1",
+                    ] {
+                        sqlx::query(sql)
+                            .bind(id.as_str())
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                }
                 sqlx::query(
                     "UPDATE users SET password_hash = $1, email_verified = 1, updated_at = $2 \
                      WHERE id = $3",
