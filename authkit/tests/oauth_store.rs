@@ -214,8 +214,16 @@ async fn transactions(backend: Backend) {
         store.insert_oauth_transaction(&plain).await,
         Err(StoreError::Conflict)
     ));
+    // Another browser's binding neither gets it nor spends it.
+    assert!(
+        store
+            .take_oauth_transaction(&[1; 32], &[42; 32], now())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let taken = store
-        .take_oauth_transaction(&[1; 32], now())
+        .take_oauth_transaction(&[1; 32], &[101; 32], now())
         .await
         .unwrap()
         .unwrap();
@@ -223,7 +231,7 @@ async fn transactions(backend: Backend) {
     // Once only, on either instance.
     assert!(
         store
-            .take_oauth_transaction(&[1; 32], now())
+            .take_oauth_transaction(&[1; 32], &[101; 32], now())
             .await
             .unwrap()
             .is_none()
@@ -231,14 +239,14 @@ async fn transactions(backend: Backend) {
     assert!(
         backend
             .b
-            .take_oauth_transaction(&[1; 32], now())
+            .take_oauth_transaction(&[1; 32], &[101; 32], now())
             .await
             .unwrap()
             .is_none()
     );
     assert!(
         store
-            .take_oauth_transaction(&[9; 32], now())
+            .take_oauth_transaction(&[9; 32], &[109; 32], now())
             .await
             .unwrap()
             .is_none()
@@ -254,7 +262,7 @@ async fn transactions(backend: Backend) {
     store.insert_oauth_transaction(&linking).await.unwrap();
     let taken = backend
         .b
-        .take_oauth_transaction(&[2; 32], at(599))
+        .take_oauth_transaction(&[2; 32], &[102; 32], at(599))
         .await
         .unwrap()
         .unwrap();
@@ -271,14 +279,14 @@ async fn transactions(backend: Backend) {
         .unwrap();
     assert!(
         store
-            .take_oauth_transaction(&[3; 32], at(600))
+            .take_oauth_transaction(&[3; 32], &[103; 32], at(600))
             .await
             .unwrap()
             .is_none()
     );
     assert!(
         store
-            .take_oauth_transaction(&[3; 32], at(700))
+            .take_oauth_transaction(&[3; 32], &[103; 32], at(700))
             .await
             .unwrap()
             .is_none()
@@ -300,7 +308,7 @@ async fn transactions(backend: Backend) {
     // The unexpired one survived the cleanup.
     assert!(
         store
-            .take_oauth_transaction(&[4; 32], at(600))
+            .take_oauth_transaction(&[4; 32], &[104; 32], at(600))
             .await
             .unwrap()
             .is_some()
@@ -318,7 +326,7 @@ async fn take_race(backend: Backend) {
                 let store = backend.pick(i);
                 tokio::spawn(async move {
                     store
-                        .take_oauth_transaction(&[round; 32], now())
+                        .take_oauth_transaction(&[round; 32], &[round.wrapping_add(100); 32], now())
                         .await
                         .unwrap()
                 })
@@ -667,7 +675,7 @@ async fn accounts(backend: Backend) {
         );
         assert!(
             store
-                .take_oauth_transaction(&[7; 32], now())
+                .take_oauth_transaction(&[7; 32], &[107; 32], now())
                 .await
                 .unwrap()
                 .is_none()

@@ -15,6 +15,11 @@
 #[path = "../it/support.rs"]
 mod support;
 
+// The OpenID provider harness (its own few self-tests run in this binary too; their logs
+// only add to the capture).
+#[path = "../it/oauth_support.rs"]
+mod oauth_support;
+
 use http::StatusCode;
 use serde_json::json;
 
@@ -206,6 +211,8 @@ async fn logs_never_contain_a_secret_used_in_the_flows() {
     app.wait_for_mails(&addr, "mfa_changed", 4).await;
     app.finish().await;
 
+    oauth_flows(&mut secrets).await;
+
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     assert!(logs.len() > 1000, "the capture works: {} bytes", logs.len());
     for secret in &secrets {
@@ -215,4 +222,68 @@ async fn logs_never_contain_a_secret_used_in_the_flows() {
             &secret[..secret.len().min(6)]
         );
     }
+}
+
+/// OAuth sign-in against the real OpenID provider, a replayed callback and a forged ID token;
+/// collects the state, nonce, code, transaction and session cookies and the provider's access
+/// token.
+async fn oauth_flows(secrets: &mut Vec<String>) {
+    use oauth_support::{Browser, query_param, shared_op};
+    let Some(op) = shared_op() else {
+        return;
+    };
+    let vars: Vec<(String, String)> = [
+        ("KIND", "oidc".to_owned()),
+        ("ISSUER", op.issuer()),
+        ("CLIENT_ID", op.client_id().to_owned()),
+        ("CLIENT_SECRET", op.client_secret().to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("AUTHKIT_OAUTH__OIDC__{k}"), v))
+    .collect();
+    let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    #[allow(clippy::disallowed_methods)] // the provider signs with the real time
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start = authkit::clock::Timestamp::from_unix_seconds(i64::try_from(now).unwrap());
+    let app = TestApp::with_env_at(Backend::Sqlite, &env, start)
+        .await
+        .unwrap();
+    secrets.push(op.client_secret().to_owned());
+    for hint in ["alice", "f_wrong_aud"] {
+        let browser = Browser::new(&app);
+        let hop = browser.get("/api/v1/auth/oauth/oidc?redirect_to=/").await;
+        let auth = format!("{}&login_hint={hint}", hop.location.unwrap());
+        secrets.push(query_param(&auth, "state").unwrap());
+        secrets.push(query_param(&auth, "nonce").unwrap());
+        secrets.push(browser.app_cookie("authkit_oauth").unwrap());
+        let hops = browser.follow_to_app(&auth, 10).await;
+        let callback = hops.last().unwrap().next_url().unwrap();
+        secrets.push(query_param(&callback, "code").unwrap());
+        let done = browser.get(&callback).await;
+        assert_eq!(done.status, StatusCode::FOUND);
+        // Replayed: refused, and logged without the values.
+        browser.get(&callback).await;
+        if hint == "alice" {
+            let me = browser.app_request(Req::get("/api/v1/auth/session")).await;
+            assert_eq!(me.status, StatusCode::OK, "{}", me.text());
+            secrets.push(browser.app_cookie("authkit_session").unwrap());
+            let user = authkit::user::UserId::from_stored(
+                me.json()["user"]["id"].as_str().unwrap().to_owned(),
+            );
+            let token = app
+                .app
+                .auth()
+                .linked_accounts()
+                .unwrap()
+                .access_token(&user, "oidc")
+                .await
+                .unwrap()
+                .unwrap();
+            secrets.push(secrecy::ExposeSecret::expose_secret(&token).to_owned());
+        }
+    }
+    app.finish().await;
 }

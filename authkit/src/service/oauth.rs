@@ -360,23 +360,24 @@ async fn finish(
         .and_then(StateToken::parse)
         .ok_or(OAuthError::InvalidState)?;
     let state_hash = state_token.hash();
+    // Bound to this browser: the take matches the binding too, so a callback presented by
+    // another browser (login CSRF, a leaked URL) neither succeeds nor spends the transaction.
+    let Some(binding) = binding.and_then(BrowserBinding::parse) else {
+        tracing::info!(provider, "OAuth callback refused: no transaction cookie");
+        return Err(OAuthError::InvalidState);
+    };
     let tx = state
         .store
-        .take_oauth_transaction(&state_hash, state.clock.now())
+        .take_oauth_transaction(&state_hash, &binding.hash(), state.clock.now())
         .await
         .map_err(store_failed)?
         .ok_or(OAuthError::InvalidState)?;
     *target = Some(rt.target(Some(&tx.redirect_to)));
-    // Bound to this browser…
-    let same_browser = binding
-        .and_then(BrowserBinding::parse)
-        .is_some_and(|b| bool::from(b.hash().ct_eq(&tx.browser_hash)));
     // …and to the provider it was minted for (a state from provider A is refused at B).
-    if !same_browser || tx.provider != provider {
+    if tx.provider != provider {
         tracing::info!(
             provider,
-            same_browser,
-            "OAuth callback refused: state not bound to this browser and provider"
+            "OAuth callback refused: the state was minted for another provider"
         );
         return Err(OAuthError::InvalidState);
     }

@@ -93,11 +93,13 @@ pub enum Unlink {
 pub trait OAuthStore: Send + Sync + std::fmt::Debug {
     /// Stores a transaction.
     async fn insert_oauth_transaction(&self, tx: &OAuthTransaction) -> Result<(), StoreError>;
-    /// Deletes and returns the unexpired transaction with this state hash: exactly one of any
-    /// number of concurrent callers gets it, so a state works once.
+    /// Deletes and returns the unexpired transaction with this state hash and browser hash:
+    /// exactly one of any number of concurrent callers gets it, so a state works once; and a
+    /// callback presented by another browser neither gets it nor spends it.
     async fn take_oauth_transaction(
         &self,
         state_hash: &[u8; 32],
+        browser_hash: &[u8; 32],
         now: Timestamp,
     ) -> Result<Option<OAuthTransaction>, StoreError>;
     /// Deletes expired transactions; how many.

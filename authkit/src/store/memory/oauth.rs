@@ -37,6 +37,7 @@ impl OAuthStore for MemoryStore {
     async fn take_oauth_transaction(
         &self,
         state_hash: &[u8; 32],
+        browser_hash: &[u8; 32],
         now: Timestamp,
     ) -> Result<Option<OAuthTransaction>, StoreError> {
         let mut inner = self.lock();
@@ -44,7 +45,7 @@ impl OAuthStore for MemoryStore {
         if inner
             .oauth_transactions
             .get(state_hash)
-            .is_none_or(|t| now >= t.expires_at)
+            .is_none_or(|t| now >= t.expires_at || t.browser_hash != *browser_hash)
         {
             return Ok(None);
         }

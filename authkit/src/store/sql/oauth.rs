@@ -121,16 +121,18 @@ impl OAuthStore for SqlStore {
     async fn take_oauth_transaction(
         &self,
         state_hash: &[u8; 32],
+        browser_hash: &[u8; 32],
         now: Timestamp,
     ) -> Result<Option<OAuthTransaction>, StoreError> {
         // The DELETE is the claim: of any number of concurrent callbacks with one state, only
         // one gets the row back. An expired row stays for the cleanup job.
         let sql = sqlx::AssertSqlSafe(format!(
-            "DELETE FROM oauth_transactions WHERE state_hash = $1 AND expires_at > $2 \
-             RETURNING {TRANSACTION_COLUMNS}"
+            "DELETE FROM oauth_transactions WHERE state_hash = $1 AND browser_hash = $2 \
+             AND expires_at > $3 RETURNING {TRANSACTION_COLUMNS}"
         ));
         let row = sqlx::query(sql)
             .bind(state_hash.to_vec())
+            .bind(browser_hash.to_vec())
             .bind(now.unix_seconds())
             .fetch_optional(&self.pool)
             .await?;
