@@ -134,6 +134,16 @@ async fn callback_hop(browser: &Browser<'_>, authorization_url: &str) -> Hop {
     browser.get(&callback).await
 }
 
+/// Signs in with the e-mail address and [`PASSWORD`] like the frontend does.
+async fn password_login(browser: &Browser<'_>, email: &str) -> crate::support::Resp {
+    browser
+        .csrf_post(
+            "/api/v1/auth/login",
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await
+}
+
 fn url_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -298,12 +308,7 @@ async fn claiming_an_unproven_address_drops_what_others_attached(backend: Backen
     let victim = "victim@example.com";
     let attacker = Browser::new(&app);
     app.register(victim).await;
-    let r = attacker
-        .csrf_post(
-            "/api/v1/auth/login",
-            json!({"email": victim, "password": PASSWORD}),
-        )
-        .await;
+    let r = password_login(&attacker, victim).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let r = attacker
         .csrf_post("/api/v1/auth/oauth/oidc/link", json!({}))
@@ -350,12 +355,7 @@ async fn sign_in_replaces_any_earlier_session(backend: Backend) {
     let email = "planted@example.com";
     app.register(email).await;
     let browser = Browser::new(&app);
-    let r = browser
-        .csrf_post(
-            "/api/v1/auth/login",
-            json!({"email": email, "password": PASSWORD}),
-        )
-        .await;
+    let r = password_login(&browser, email).await;
     let planted = r.session_cookie().unwrap();
     let hop = sign_in(&browser, "oidc", "/", "alice").await;
     assert_eq!(error_of(&hop), None);
@@ -486,12 +486,7 @@ async fn explicit_link_needs_a_fresh_session_and_binds_to_it(backend: Backend) {
     let email = "someone.else@example.com";
     app.register(email).await;
     let browser = Browser::new(&app);
-    let r = browser
-        .csrf_post(
-            "/api/v1/auth/login",
-            json!({"email": email, "password": PASSWORD}),
-        )
-        .await;
+    let r = password_login(&browser, email).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let local_id = r.json()["user"]["id"].as_str().unwrap().to_owned();
     let r = browser
@@ -539,12 +534,7 @@ async fn explicit_link_needs_a_fresh_session_and_binds_to_it(backend: Backend) {
     let url = with_hint(r.json()["authorization_url"].as_str().unwrap(), "bob");
     // Meanwhile this browser signs in again as the same user: a new session, not the one that
     // started the link.
-    let r = browser
-        .csrf_post(
-            "/api/v1/auth/login",
-            json!({"email": email, "password": PASSWORD}),
-        )
-        .await;
+    let r = password_login(&browser, email).await;
     assert_eq!(r.status, StatusCode::OK);
     let hop = callback_hop(&browser, &url).await;
     assert_eq!(error_of(&hop).as_deref(), Some("reauth_required"));
@@ -564,21 +554,11 @@ async fn explicit_link_needs_a_fresh_session_and_binds_to_it(backend: Backend) {
     assert_eq!(error_of(&hop).as_deref(), Some("reauth_required"));
     // Another user's provider account cannot be linked a second time.
     let other = Browser::new(&app);
-    other
-        .csrf_post(
-            "/api/v1/auth/login",
-            json!({"email": email, "password": PASSWORD}),
-        )
-        .await;
+    password_login(&other, email).await;
     let intruder_email = "intruder@example.com";
     app.register(intruder_email).await;
     let intruder = Browser::new(&app);
-    let r = intruder
-        .csrf_post(
-            "/api/v1/auth/login",
-            json!({"email": intruder_email, "password": PASSWORD}),
-        )
-        .await;
+    let r = password_login(&intruder, intruder_email).await;
     assert_eq!(r.status, StatusCode::OK);
     let r = intruder
         .csrf_post("/api/v1/auth/oauth/oidc/link", json!({}))

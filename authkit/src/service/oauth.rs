@@ -456,21 +456,16 @@ async fn link_account(
         record_login(state, rt, &existing, &identity).await?;
         return Ok(Finished::Linked);
     }
-    let account = new_account(state, rt, &user.id, client, &identity)?;
-    let event = linked_event(state, session.actor(), &user.id, client, "explicit");
-    match state.store.link_oauth_account(&account, &[event]).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict) => return Err(OAuthError::AlreadyLinked),
-        Err(e) => return Err(store_failed(e)),
-    }
-    notify(
+    link_new_account(
         state,
-        &user.email,
-        OAuthChange::Linked,
+        rt,
+        &user,
         client,
+        &identity,
         session.actor(),
+        "explicit",
     )
-    .await;
+    .await?;
     Ok(Finished::Linked)
 }
 
@@ -584,21 +579,16 @@ async fn first_sign_in(
             tracing::info!(provider = %client.config.name, "OAuth sign-in refused: the address belongs to an existing account");
             return Err(OAuthError::AccountExists);
         }
-        let account = new_account(state, rt, &local.id, client, identity)?;
-        let event = linked_event(state, actor.clone(), &local.id, client, "verified_email");
-        match state.store.link_oauth_account(&account, &[event]).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict) => return Err(OAuthError::AlreadyLinked),
-            Err(e) => return Err(store_failed(e)),
-        }
-        notify(
+        link_new_account(
             state,
-            &local.email,
-            OAuthChange::Linked,
+            rt,
+            &local,
             client,
+            identity,
             actor.clone(),
+            "verified_email",
         )
-        .await;
+        .await?;
         return Ok(local);
     }
     if !client.config.allow_sign_up {
@@ -639,6 +629,28 @@ async fn audit(state: &AuthState, event: &NewAuditEvent) {
     if let Err(e) = state.store.append_audit(event).await {
         tracing::error!(error = %crate::util::error_chain(&e), "could not write an audit event");
     }
+}
+
+/// Links the provider account of `identity` to `user` (with `oauth.linked`, `how` it came
+/// about) and mails the owner.
+async fn link_new_account(
+    state: &AuthState,
+    rt: &OAuthRuntime,
+    user: &UserRecord,
+    client: &ProviderClient,
+    identity: &Identity,
+    actor: AuditActor,
+    how: &str,
+) -> Result<(), OAuthError> {
+    let account = new_account(state, rt, &user.id, client, identity)?;
+    let event = linked_event(state, actor.clone(), &user.id, client, how);
+    match state.store.link_oauth_account(&account, &[event]).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => return Err(OAuthError::AlreadyLinked),
+        Err(e) => return Err(store_failed(e)),
+    }
+    notify(state, &user.email, OAuthChange::Linked, client, actor).await;
+    Ok(())
 }
 
 fn new_account(
