@@ -13,78 +13,19 @@ use authkit::clock::Timestamp;
 use authkit::mfa::TotpAlgorithm;
 use authkit::rng::OsRandom;
 use authkit::secret::KeyId;
-use authkit::store::{
-    MemoryStore, NewTotp, NewUser, SqlStore, SqlStoreOptions, Store, StoredBackupCode,
-};
+use authkit::store::{NewTotp, NewUser, Store, StoredBackupCode};
 use authkit::user::{Email, UserId};
 
 mod support;
 
-use support::PgSchema;
+use support::TwoStores;
+/// The stores a test runs on.
+type Backend = TwoStores;
 
 const START: i64 = 1_800_000_000;
 
 fn now() -> Timestamp {
     Timestamp::from_unix_seconds(START)
-}
-
-/// Two stores on one database (two pools: two "instances"), or one memory store twice.
-struct Backend {
-    a: Arc<dyn Store>,
-    b: Arc<dyn Store>,
-    _dir: Option<tempfile::TempDir>,
-    pg: Option<PgSchema>,
-}
-
-impl Backend {
-    fn memory() -> Self {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        Self {
-            a: Arc::clone(&store),
-            b: store,
-            _dir: None,
-            pg: None,
-        }
-    }
-
-    async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/mfa.db?mode=rwc", dir.path().display());
-        let a = SqlStore::connect(&url, SqlStoreOptions::default())
-            .await
-            .unwrap();
-        let b = SqlStore::connect(&url, SqlStoreOptions::default())
-            .await
-            .unwrap();
-        Self {
-            a: Arc::new(a),
-            b: Arc::new(b),
-            _dir: Some(dir),
-            pg: None,
-        }
-    }
-
-    async fn postgres() -> Option<Self> {
-        let schema = PgSchema::create("authkit_mfa").await?;
-        let a = SqlStore::connect(&schema.url, SqlStoreOptions::default())
-            .await
-            .unwrap();
-        let b = SqlStore::connect(&schema.url, SqlStoreOptions::default())
-            .await
-            .unwrap();
-        Some(Self {
-            a: Arc::new(a),
-            b: Arc::new(b),
-            _dir: None,
-            pg: Some(schema),
-        })
-    }
-
-    async fn finish(self) {
-        if let Some(schema) = self.pg {
-            schema.drop().await;
-        }
-    }
 }
 
 async fn user(store: &dyn Store, name: &str) -> UserId {
@@ -454,23 +395,6 @@ async fn change_races(backend: Backend) {
     backend.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn change_races_memory() {
-    change_races(Backend::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn change_races_sqlite() {
-    change_races(Backend::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn change_races_postgres() {
-    if let Some(b) = Backend::postgres().await {
-        change_races(b).await;
-    }
-}
-
 /// The MFA lockout lives on the authenticator's row: both pools (instances) see one count;
 /// concurrent attempts each count once; a success or a reset clears it.
 async fn lockout(backend: Backend) {
@@ -583,53 +507,4 @@ async fn lockout(backend: Backend) {
     backend.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn lockout_memory() {
-    lockout(Backend::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn lockout_sqlite() {
-    lockout(Backend::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn lockout_postgres() {
-    if let Some(b) = Backend::postgres().await {
-        lockout(b).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn lifecycle_memory() {
-    lifecycle(Backend::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn lifecycle_sqlite() {
-    lifecycle(Backend::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn lifecycle_postgres() {
-    if let Some(b) = Backend::postgres().await {
-        lifecycle(b).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn races_memory() {
-    races(Backend::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn races_sqlite() {
-    races(Backend::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn races_postgres() {
-    if let Some(b) = Backend::postgres().await {
-        races(b).await;
-    }
-}
+per_backend!("mfa"; change_races, lockout, lifecycle, races);

@@ -11,20 +11,19 @@
     clippy::indexing_slicing
 )]
 
-use std::sync::Arc;
-
 use authkit::audit::{AuditActor, AuditEventType, NewAuditEvent};
 use authkit::clock::Timestamp;
 use authkit::rng::OsRandom;
 use authkit::store::{
-    LinkIntent, MemoryStore, NewUser, OAuthAccount, OAuthTransaction, SealedTokens, SqlStore,
-    SqlStoreOptions, Store, StoreError, Unlink,
+    LinkIntent, NewUser, OAuthAccount, OAuthTransaction, SealedTokens, Store, StoreError, Unlink,
 };
 use authkit::user::{Email, UserId};
 
 mod support;
 
-use support::PgSchema;
+use support::TwoStores;
+/// The stores a test runs on.
+type Backend = TwoStores;
 
 const START: i64 = 1_800_000_000;
 const ISSUER: &str = "https://accounts.example.com";
@@ -35,82 +34,6 @@ fn at(offset: i64) -> Timestamp {
 
 fn now() -> Timestamp {
     at(0)
-}
-
-/// Two stores on one database (two pools: two "instances"), or one memory store twice; and
-/// for SQL a raw pool, to delete a user (the store has no such operation).
-struct Backend {
-    a: Arc<dyn Store>,
-    b: Arc<dyn Store>,
-    raw: Option<sqlx::AnyPool>,
-    _dir: Option<tempfile::TempDir>,
-    pg: Option<PgSchema>,
-}
-
-impl Backend {
-    fn memory() -> Self {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        Self {
-            a: Arc::clone(&store),
-            b: store,
-            raw: None,
-            _dir: None,
-            pg: None,
-        }
-    }
-
-    async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/oauth.db?mode=rwc", dir.path().display());
-        let a = SqlStore::connect(&url, SqlStoreOptions::default())
-            .await
-            .unwrap();
-        let b = SqlStore::connect(&url, SqlStoreOptions::default())
-            .await
-            .unwrap();
-        Self {
-            raw: Some(a.pool().clone()),
-            a: Arc::new(a),
-            b: Arc::new(b),
-            _dir: Some(dir),
-            pg: None,
-        }
-    }
-
-    async fn postgres() -> Option<Self> {
-        let schema = PgSchema::create("authkit_oauth").await?;
-        let a = SqlStore::connect(&schema.url, SqlStoreOptions::default())
-            .await
-            .unwrap();
-        let b = SqlStore::connect(&schema.url, SqlStoreOptions::default())
-            .await
-            .unwrap();
-        Some(Self {
-            raw: Some(a.pool().clone()),
-            a: Arc::new(a),
-            b: Arc::new(b),
-            _dir: None,
-            pg: Some(schema),
-        })
-    }
-
-    /// Two stores, alternating by `i`.
-    fn pick(&self, i: usize) -> Arc<dyn Store> {
-        if i.is_multiple_of(2) {
-            Arc::clone(&self.a)
-        } else {
-            Arc::clone(&self.b)
-        }
-    }
-
-    async fn finish(self) {
-        if let Some(pool) = self.raw {
-            pool.close().await;
-        }
-        if let Some(schema) = self.pg {
-            schema.drop().await;
-        }
-    }
 }
 
 fn new_user(name: &str, password: bool) -> NewUser {
@@ -873,87 +796,4 @@ async fn unlink_race(backend: Backend) {
     backend.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn transactions_memory() {
-    transactions(Backend::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn transactions_sqlite() {
-    transactions(Backend::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn transactions_postgres() {
-    if let Some(b) = Backend::postgres().await {
-        transactions(b).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn take_race_memory() {
-    take_race(Backend::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn take_race_sqlite() {
-    take_race(Backend::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn take_race_postgres() {
-    if let Some(b) = Backend::postgres().await {
-        take_race(b).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn accounts_memory() {
-    accounts(Backend::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn accounts_sqlite() {
-    accounts(Backend::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn accounts_postgres() {
-    if let Some(b) = Backend::postgres().await {
-        accounts(b).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn unlink_memory() {
-    unlink(Backend::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn unlink_sqlite() {
-    unlink(Backend::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn unlink_postgres() {
-    if let Some(b) = Backend::postgres().await {
-        unlink(b).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn unlink_race_memory() {
-    unlink_race(Backend::memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn unlink_race_sqlite() {
-    unlink_race(Backend::sqlite().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn unlink_race_postgres() {
-    if let Some(b) = Backend::postgres().await {
-        unlink_race(b).await;
-    }
-}
+per_backend!("oauth"; transactions, take_race, accounts, unlink, unlink_race);

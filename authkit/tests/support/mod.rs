@@ -3,6 +3,10 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::panic)]
 
+use std::sync::Arc;
+
+use authkit::store::{MemoryStore, SqlStore, SqlStoreOptions, Store};
+
 use authkit::rng::{OsRandom, RandomSource as _};
 
 /// The PostgreSQL URL for tests. In CI (`CI=true`) a missing URL fails the test instead of
@@ -69,4 +73,108 @@ impl PgSchema {
         .unwrap();
         pool.close().await;
     }
+}
+
+/// Two stores on one database (two pools: two "instances"), or one memory store twice, for
+/// races between instances; for SQL also a raw pool (for what the store cannot do, such as
+/// deleting a user).
+pub struct TwoStores {
+    pub a: Arc<dyn Store>,
+    pub b: Arc<dyn Store>,
+    pub raw: Option<sqlx::AnyPool>,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<PgSchema>,
+}
+
+impl TwoStores {
+    pub fn memory() -> Self {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        Self {
+            a: Arc::clone(&store),
+            b: store,
+            raw: None,
+            _dir: None,
+            pg: None,
+        }
+    }
+
+    /// A SQLite file `<name>.db` in a temporary folder.
+    pub async fn sqlite(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/{name}.db?mode=rwc", dir.path().display());
+        let (a, b) = Self::pair(&url).await;
+        Self {
+            raw: Some(a.pool().clone()),
+            a: Arc::new(a),
+            b: Arc::new(b),
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    /// A throw-away PostgreSQL schema `authkit_<name>_…`; `None` when PostgreSQL is not
+    /// configured (outside CI).
+    pub async fn postgres(name: &str) -> Option<Self> {
+        let schema = PgSchema::create(&format!("authkit_{name}")).await?;
+        let (a, b) = Self::pair(&schema.url).await;
+        Some(Self {
+            raw: Some(a.pool().clone()),
+            a: Arc::new(a),
+            b: Arc::new(b),
+            _dir: None,
+            pg: Some(schema),
+        })
+    }
+
+    async fn pair(url: &str) -> (SqlStore, SqlStore) {
+        let a = SqlStore::connect(url, SqlStoreOptions::default())
+            .await
+            .unwrap();
+        let b = SqlStore::connect(url, SqlStoreOptions::default())
+            .await
+            .unwrap();
+        (a, b)
+    }
+
+    /// The two stores, alternating by `i`.
+    pub fn pick(&self, i: usize) -> Arc<dyn Store> {
+        if i.is_multiple_of(2) {
+            Arc::clone(&self.a)
+        } else {
+            Arc::clone(&self.b)
+        }
+    }
+
+    pub async fn finish(self) {
+        if let Some(pool) = self.raw {
+            pool.close().await;
+        }
+        if let Some(schema) = self.pg {
+            schema.drop().await;
+        }
+    }
+}
+
+/// `per_backend!("name"; test_a, test_b)`: runs each `async fn test(TwoStores)` on memory,
+/// SQLite and PostgreSQL (modules `memory`, `sqlite`, `postgres`).
+#[macro_export]
+macro_rules! per_backend {
+    ($name:literal; $($test:ident),* $(,)?) => {
+        mod memory { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $test() { super::$test(super::TwoStores::memory()).await; }
+        )* }
+        mod sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $test() { super::$test(super::TwoStores::sqlite($name).await).await; }
+        )* }
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $test() {
+                if let Some(stores) = super::TwoStores::postgres($name).await {
+                    super::$test(stores).await;
+                }
+            }
+        )* }
+    };
 }
