@@ -522,8 +522,8 @@ async fn sign_in(
             .begin_pending(&user.id, None)
             .await
             .map_err(|e| session_failed(&e))?;
-        // The provider's fresh tokens are kept only once the sign-in is complete; the
-        // stored ones stay until then.
+        // The provider's fresh tokens are not stored for a sign-in that is not complete:
+        // the account keeps its earlier ones.
         audit(state, &event(true)).await;
         return Ok(Finished::MfaRequired);
     }
