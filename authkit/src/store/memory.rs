@@ -44,6 +44,26 @@ struct StoredToken {
 }
 
 impl Inner {
+    /// Inserts a new user (no MFA yet); [`StoreError::Conflict`] when the address or id is
+    /// taken.
+    fn insert_user(&mut self, user: NewUser) -> Result<UserRecord, StoreError> {
+        if self.by_email.contains_key(&user.email) || self.users.contains_key(&user.id) {
+            return Err(StoreError::Conflict);
+        }
+        let record = UserRecord {
+            id: user.id.clone(),
+            email: user.email.clone(),
+            email_verified: user.email_verified,
+            password_hash: user.password_hash,
+            mfa_enabled: false,
+            created_at: user.now,
+            updated_at: user.now,
+        };
+        self.by_email.insert(user.email, user.id.clone());
+        self.users.insert(user.id, record.clone());
+        Ok(record)
+    }
+
     fn append_audit(&mut self, e: &NewAuditEvent) {
         self.next_audit_id += 1;
         self.audit.push(AuditEvent {
@@ -110,22 +130,7 @@ impl MemoryStore {
 #[async_trait]
 impl UserStore for MemoryStore {
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
-        let mut inner = self.lock();
-        if inner.by_email.contains_key(&user.email) || inner.users.contains_key(&user.id) {
-            return Err(StoreError::Conflict);
-        }
-        let record = UserRecord {
-            id: user.id.clone(),
-            email: user.email.clone(),
-            email_verified: user.email_verified,
-            password_hash: user.password_hash,
-            mfa_enabled: false,
-            created_at: user.now,
-            updated_at: user.now,
-        };
-        inner.by_email.insert(user.email, user.id.clone());
-        inner.users.insert(user.id, record.clone());
-        Ok(record)
+        self.lock().insert_user(user)
     }
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
@@ -381,23 +386,11 @@ impl TokenStore for MemoryStore {
         let mut revoked_sessions = Vec::new();
         let user = match effect {
             TokenEffect::CreateUser(new) => {
-                if inner.by_email.contains_key(&new.email) || inner.users.contains_key(&new.id) {
-                    return Err(StoreError::Conflict);
-                }
-                let record = UserRecord {
-                    id: new.id.clone(),
-                    email: new.email.clone(),
-                    email_verified: new.email_verified,
-                    password_hash: new.password_hash,
-                    mfa_enabled: false,
-                    created_at: new.now,
-                    updated_at: new.now,
-                };
+                let email = new.email.clone();
+                let record = inner.insert_user(new)?;
                 inner.tokens.retain(|_, t| {
-                    !(t.row.purpose == TokenPurpose::Registration && t.row.email == new.email)
+                    !(t.row.purpose == TokenPurpose::Registration && t.row.email == email)
                 });
-                inner.by_email.insert(new.email, new.id.clone());
-                inner.users.insert(new.id, record.clone());
                 record
             }
             TokenEffect::VerifyEmail | TokenEffect::ResetPassword { .. } => {

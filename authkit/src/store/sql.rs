@@ -248,26 +248,8 @@ const SESSION_COLUMNS: &str = "id_hash, handle, user_id, kind, aal, created_at, 
 #[async_trait]
 impl UserStore for SqlStore {
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
-        sqlx::query(
-            "INSERT INTO users (id, email, email_verified, password_hash, mfa_enabled, \
-             created_at, updated_at) VALUES ($1, $2, $5, $3, 0, $4, $4)",
-        )
-        .bind(user.id.as_str())
-        .bind(user.email.as_str())
-        .bind(user.password_hash.as_deref())
-        .bind(user.now.unix_seconds())
-        .bind(i64::from(user.email_verified))
-        .execute(&self.pool)
-        .await?;
-        Ok(UserRecord {
-            id: user.id,
-            email: user.email,
-            email_verified: user.email_verified,
-            password_hash: user.password_hash,
-            mfa_enabled: false,
-            created_at: user.now,
-            updated_at: user.now,
-        })
+        insert_user_query(&user).execute(&self.pool).await?;
+        Ok(new_user_record(user))
     }
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
@@ -520,6 +502,34 @@ fn delete_others<'a>(
         .bind(keep)
 }
 
+/// Inserts a new user (no MFA yet).
+pub(super) fn insert_user_query(
+    user: &NewUser,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO users (id, email, email_verified, password_hash, mfa_enabled, \
+         created_at, updated_at) VALUES ($1, $2, $5, $3, 0, $4, $4)",
+    )
+    .bind(user.id.as_str())
+    .bind(user.email.as_str())
+    .bind(user.password_hash.as_deref())
+    .bind(user.now.unix_seconds())
+    .bind(i64::from(user.email_verified))
+}
+
+/// The record of a user just inserted from `user`.
+pub(super) fn new_user_record(user: NewUser) -> UserRecord {
+    UserRecord {
+        id: user.id,
+        email: user.email,
+        email_verified: user.email_verified,
+        password_hash: user.password_hash,
+        mfa_enabled: false,
+        created_at: user.now,
+        updated_at: user.now,
+    }
+}
+
 fn insert_audit_query(
     e: &NewAuditEvent,
 ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
@@ -582,17 +592,7 @@ impl SqlStore {
     ) -> Result<Option<(UserRecord, Vec<SessionIdHash>)>, StoreError> {
         let user_id = match effect {
             TokenEffect::CreateUser(new) => {
-                sqlx::query(
-                    "INSERT INTO users (id, email, email_verified, password_hash, mfa_enabled, \
-                     created_at, updated_at) VALUES ($1, $2, $5, $3, 0, $4, $4)",
-                )
-                .bind(new.id.as_str())
-                .bind(new.email.as_str())
-                .bind(new.password_hash.as_deref())
-                .bind(new.now.unix_seconds())
-                .bind(i64::from(new.email_verified))
-                .execute(&mut **tx)
-                .await?;
+                insert_user_query(&new).execute(&mut **tx).await?;
                 // Other pending sign-ups for the address (someone else's attempt with their own
                 // password) die with this one: the address now has its owner's account.
                 sqlx::query("DELETE FROM account_tokens WHERE email = $1 AND purpose = $2")

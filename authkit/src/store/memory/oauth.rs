@@ -107,25 +107,12 @@ impl OAuthStore for MemoryStore {
         audit: &[NewAuditEvent],
     ) -> Result<UserRecord, StoreError> {
         let mut inner = self.lock();
-        if inner.by_email.contains_key(&user.email)
-            || inner.users.contains_key(&user.id)
-            || inner.oauth_account_taken(account)
-        {
+        if inner.oauth_account_taken(account) {
             return Err(StoreError::Conflict);
         }
-        let record = UserRecord {
-            id: user.id.clone(),
-            email: user.email.clone(),
-            email_verified: user.email_verified,
-            password_hash: user.password_hash,
-            mfa_enabled: false,
-            created_at: user.now,
-            updated_at: user.now,
-        };
-        inner.by_email.insert(user.email, user.id.clone());
-        inner.users.insert(user.id.clone(), record.clone());
+        let record = inner.insert_user(user)?;
         let mut account = account.clone();
-        account.user_id = user.id;
+        account.user_id = record.id.clone();
         inner.oauth_accounts.insert(account.id.clone(), account);
         for e in audit {
             inner.append_audit(e);

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use super::{DatabaseKind, SqlStore, insert_audit_query};
+use super::{DatabaseKind, SqlStore, insert_audit_query, insert_user_query, new_user_record};
 use crate::audit::NewAuditEvent;
 use crate::clock::Timestamp;
 use crate::store::{
@@ -203,17 +203,7 @@ impl OAuthStore for SqlStore {
         let mut tx = self.pool.begin().await?;
         // A taken address or a linked (issuer, subject) fails its unique constraint: the `?`
         // drops the transaction, which rolls back, so nothing is written.
-        sqlx::query(
-            "INSERT INTO users (id, email, email_verified, password_hash, mfa_enabled, \
-             created_at, updated_at) VALUES ($1, $2, $5, $3, 0, $4, $4)",
-        )
-        .bind(user.id.as_str())
-        .bind(user.email.as_str())
-        .bind(user.password_hash.as_deref())
-        .bind(user.now.unix_seconds())
-        .bind(i64::from(user.email_verified))
-        .execute(&mut *tx)
-        .await?;
+        insert_user_query(&user).execute(&mut *tx).await?;
         insert_account_query(account, &user.id)
             .execute(&mut *tx)
             .await?;
@@ -221,15 +211,7 @@ impl OAuthStore for SqlStore {
             insert_audit_query(e).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(UserRecord {
-            id: user.id,
-            email: user.email,
-            email_verified: user.email_verified,
-            password_hash: user.password_hash,
-            mfa_enabled: false,
-            created_at: user.now,
-            updated_at: user.now,
-        })
+        Ok(new_user_record(user))
     }
 
     async fn link_oauth_account(
