@@ -57,6 +57,25 @@ pub enum SecretsProviderKind {
     Local,
     /// `AUTHKIT_SECRET_<NAME>` environment variables.
     Env,
+    /// One file per secret in a directory (Kubernetes/Docker mounted secrets).
+    File,
+    /// AWS Secrets Manager (needs the `aws` feature, on by default).
+    Aws,
+    /// HashiCorp Vault / OpenBao KV v2 (needs the `vault` feature, on by default).
+    Vault,
+}
+
+impl SecretsProviderKind {
+    /// The name used in settings and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Env => "env",
+            Self::File => "file",
+            Self::Aws => "aws",
+            Self::Vault => "vault",
+        }
+    }
 }
 
 /// Log output format.
@@ -278,15 +297,39 @@ impl Default for SessionSettings {
     }
 }
 
-/// Secret provider settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Secret provider settings (`AUTHKIT_SECRETS__<KEY>`).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretsConfig {
-    /// `AUTHKIT_SECRETS_PROVIDER`: `local` (default in development) or `env` (default
-    /// elsewhere).
+    /// `AUTHKIT_SECRETS_PROVIDER`: `local` (default in development), `env` (default
+    /// elsewhere), `file`, `aws` or `vault`.
     pub provider: Option<SecretsProviderKind>,
     /// Where the `local` provider keeps its files.
     pub local_dir: PathBuf,
+    /// How often every secret is read again (rotation without a restart; default 5m).
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// `file`: the directory with one file per secret (default `/run/secrets`).
+    pub file_dir: PathBuf,
+    /// `aws`: the region (default: from the standard AWS chain).
+    pub aws_region: Option<String>,
+    /// `aws`: a custom endpoint (VPC endpoint, LocalStack, moto).
+    pub aws_endpoint: Option<String>,
+    /// `aws` and `vault`: secret `name` is read from `<prefix><name>` (default `authkit/`).
+    pub prefix: String,
+    /// `vault`: the server address.
+    pub vault_addr: Option<String>,
+    /// `vault`: the KV v2 mount (default `secret`).
+    pub vault_mount: String,
+    /// `vault`: the token (token auth). Bootstrap credential: from the environment or a
+    /// file, never the secret provider itself.
+    pub vault_token: Option<String>,
+    /// `vault`: AppRole role id (AppRole auth, with `vault_secret_id`).
+    pub vault_role_id: Option<String>,
+    /// `vault`: AppRole secret id.
+    pub vault_secret_id: Option<String>,
+    /// `vault`: where AppRole is mounted (default `approle`).
+    pub vault_approle_mount: String,
 }
 
 impl Default for SecretsConfig {
@@ -294,7 +337,38 @@ impl Default for SecretsConfig {
         Self {
             provider: None,
             local_dir: PathBuf::from(".authkit/secrets"),
+            refresh_interval: Duration::from_secs(300),
+            file_dir: PathBuf::from("/run/secrets"),
+            aws_region: None,
+            aws_endpoint: None,
+            prefix: "authkit/".into(),
+            vault_addr: None,
+            vault_mount: "secret".into(),
+            vault_token: None,
+            vault_role_id: None,
+            vault_secret_id: None,
+            vault_approle_mount: "approle".into(),
         }
+    }
+}
+
+impl std::fmt::Debug for SecretsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsConfig")
+            .field("provider", &self.provider)
+            .field("local_dir", &self.local_dir)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("file_dir", &self.file_dir)
+            .field("aws_region", &self.aws_region)
+            .field("aws_endpoint", &self.aws_endpoint)
+            .field("prefix", &self.prefix)
+            .field("vault_addr", &self.vault_addr)
+            .field("vault_mount", &self.vault_mount)
+            .field("has_vault_token", &self.vault_token.is_some())
+            .field("vault_role_id", &self.vault_role_id)
+            .field("has_vault_secret_id", &self.vault_secret_id.is_some())
+            .field("vault_approle_mount", &self.vault_approle_mount)
+            .finish()
     }
 }
 
@@ -636,8 +710,19 @@ pub fn documented_variables() -> String {
         out.push_str(&format!("  AUTHKIT_{alias:<26} {key}\n"));
     }
     out.push_str("  AUTHKIT_CONFIG_FILE          a TOML file with the same settings\n");
-    out.push_str("  AUTHKIT_SECRET_<NAME>        key rings for the env secret provider: SESSION_KEY, ENCRYPTION_KEY, PEPPER (kid:base64key,…)\n");
+    out.push_str("  AUTHKIT_SECRET_<NAME>        secrets of the env provider: SESSION_KEY, ENCRYPTION_KEY, PEPPER (kid:base64key,…),\n");
+    out.push_str("                               optional DATABASE_URL or DATABASE_PASSWORD, SMTP_PASSWORD, OAUTH_<NAME>_CLIENT_SECRET\n");
     out
+}
+
+/// Whether `url`'s host is `localhost` or a loopback address.
+fn is_loopback_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    })
 }
 
 /// Variables with the prefix that are not settings.
@@ -809,6 +894,46 @@ impl Config {
                 "secrets.provider",
                 "the `local` provider generates development keys; production needs real secrets (e.g. `env`)",
             ));
+        }
+        if self.secrets.refresh_interval < Duration::from_secs(1) {
+            errors.push(invalid("secrets.refresh_interval", "must be at least 1s"));
+        }
+        match provider {
+            SecretsProviderKind::Aws if !cfg!(feature = "aws") => errors.push(invalid(
+                "secrets.provider",
+                "this build has no `aws` provider (built without the `aws` feature)",
+            )),
+            SecretsProviderKind::Vault if !cfg!(feature = "vault") => errors.push(invalid(
+                "secrets.provider",
+                "this build has no `vault` provider (built without the `vault` feature)",
+            )),
+            SecretsProviderKind::Vault => {
+                let v = &self.secrets;
+                if v.vault_addr.is_none() {
+                    errors.push(invalid(
+                        "secrets.vault_addr",
+                        "the `vault` provider needs AUTHKIT_SECRETS__VAULT_ADDR",
+                    ));
+                }
+                match (&v.vault_token, &v.vault_role_id, &v.vault_secret_id) {
+                    (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+                    _ => errors.push(invalid(
+                        "secrets.vault_token",
+                        "set either AUTHKIT_SECRETS__VAULT_TOKEN or both AUTHKIT_SECRETS__VAULT_ROLE_ID and AUTHKIT_SECRETS__VAULT_SECRET_ID",
+                    )),
+                }
+                if production
+                    && v.vault_addr
+                        .as_deref()
+                        .is_some_and(|a| a.starts_with("http://") && !is_loopback_url(a))
+                {
+                    errors.push(invalid(
+                        "secrets.vault_addr",
+                        "production needs https:// to reach Vault (plain http only on loopback)",
+                    ));
+                }
+            }
+            _ => {}
         }
 
         let mfa = self.mfa_config();

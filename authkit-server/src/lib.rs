@@ -52,6 +52,18 @@ pub enum StartError {
     Mail(String),
 }
 
+/// An error and its sources on one line, for logs.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Parts a test (or an embedding binary) may replace.
 #[derive(Debug, Clone)]
 pub struct Overrides {
@@ -61,8 +73,11 @@ pub struct Overrides {
     pub rng: Arc<dyn RandomSource>,
     /// A store to use instead of opening `database.url`.
     pub store: Option<Arc<dyn Store>>,
-    /// Key rings to use instead of reading the secret provider.
+    /// Key rings to use instead of reading the secret provider (nothing rotates then).
     pub keys: Option<authkit::secrets::SecretKeys>,
+    /// How often secrets are read again, instead of `secrets.refresh_interval` (`None`:
+    /// never; tests refresh with [`App::refresh_secrets`]).
+    pub secret_refresh: Option<Option<std::time::Duration>>,
     /// A job queue to use instead of opening one on `database.url` (required with `store`).
     pub jobs: Option<JobQueue>,
     /// A mailer to use instead of SMTP or the development mailbox.
@@ -76,6 +91,7 @@ impl Default for Overrides {
             rng: Arc::new(OsRandom),
             store: None,
             keys: None,
+            secret_refresh: None,
             jobs: None,
             mailer: None,
         }
@@ -94,21 +110,43 @@ struct AppInner {
     config: Validated,
     auth: AuthKit,
     store: Arc<dyn Store>,
+    /// The SQL store behind `store` when the server opened it (its password can rotate).
+    sql: Option<SqlStore>,
     jobs: JobQueue,
+    /// The sealer of the outbox and the job workers (rotated with the library's).
+    sealer: Sealer,
+    secrets: Option<Arc<authkit::secrets::SecretCache>>,
     workers: Mutex<Option<JobsHandle>>,
+    refresher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for AppInner {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .refresher
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
 }
 
 /// The mailer of the configuration: SMTP when `smtp.url` is set, else the development
 /// mailbox (production refuses to start without SMTP).
 fn mailer(
     config: &Validated,
+    password: Option<&authkit::secrets::SecretValue>,
     clock: Arc<dyn Clock>,
     rng: Arc<dyn RandomSource>,
 ) -> Result<Arc<dyn Mailer>, StartError> {
     let mail = &config.config.mail;
     match &config.config.smtp.url {
         Some(url) => {
-            let smtp = SmtpMailer::from_url(url, &mail.from)
+            let url = secrets::url_with_password(url, password)
+                .map_err(|e| StartError::Mail(format!("smtp.url with `smtp_password`: {e}")))?;
+            let smtp = SmtpMailer::from_url(&url, &mail.from)
                 .map_err(|e| StartError::Mail(format!("smtp.url: {e}")))?
                 .with_clock(clock)
                 .with_random(rng);
@@ -144,11 +182,16 @@ fn job_settings(config: &Validated) -> JobSettings {
     s
 }
 
-/// Opens the configured database (with migrations) as the library's SQL store.
-pub async fn open_store(config: &Validated) -> Result<SqlStore, authkit::store::StoreError> {
+/// Opens the configured database (with migrations) as the library's SQL store, with the
+/// credentials of the database secrets.
+pub async fn open_store(
+    config: &Validated,
+    secrets: &secrets::DatabaseSecrets,
+) -> Result<SqlStore, StartError> {
     let db = &config.config.database;
-    SqlStore::connect(
-        &db.url,
+    let url = database_url(config, secrets)?;
+    Ok(SqlStore::connect(
+        &url,
         SqlStoreOptions {
             max_connections: db.max_connections,
             min_connections: db.min_connections,
@@ -157,7 +200,20 @@ pub async fn open_store(config: &Validated) -> Result<SqlStore, authkit::store::
             ..SqlStoreOptions::default()
         },
     )
-    .await
+    .await?)
+}
+
+/// The URL to connect with: `database.url` with the database secrets applied.
+pub fn database_url(
+    config: &Validated,
+    secrets: &secrets::DatabaseSecrets,
+) -> Result<zeroize::Zeroizing<String>, StartError> {
+    secrets.url(&config.config.database.url).map_err(|reason| {
+        StartError::Config(vec![ConfigError::Invalid {
+            setting: "database.url",
+            reason: format!("with the database secrets: {reason}"),
+        }])
+    })
 }
 
 impl App {
@@ -166,24 +222,49 @@ impl App {
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
-        let store: Arc<dyn Store> = match overrides.store {
-            Some(store) => store,
-            None => Arc::new(open_store(&config).await?),
+        let (cache, keys) = match overrides.keys {
+            Some(keys) => (None, keys),
+            None => {
+                let cache = secrets::cache(&config, Arc::clone(&overrides.rng)).await?;
+                let keys = cache.keys().await?;
+                (Some(cache), keys)
+            }
         };
-        let keys = match overrides.keys {
-            Some(keys) => keys,
-            None => secrets::load_keys(&config, Arc::clone(&overrides.rng)).await?,
+        let secret = |name: &'static str| {
+            let cache = cache.clone();
+            async move {
+                match cache {
+                    Some(cache) => secrets::optional(&cache, name).await,
+                    None => Ok(None),
+                }
+            }
+        };
+        let db_secrets = match &cache {
+            Some(cache) => secrets::DatabaseSecrets::read(cache).await?,
+            None => secrets::DatabaseSecrets::default(),
+        };
+        let (store, sql): (Arc<dyn Store>, _) = match overrides.store {
+            Some(store) => (store, None),
+            None => {
+                let sql = open_store(&config, &db_secrets).await?;
+                (Arc::new(sql.clone()), Some(sql))
+            }
         };
         let jobs = match overrides.jobs {
             Some(queue) => queue,
             None => {
-                JobQueue::connect(&config.config.database.url, JobQueueOptions::default()).await?
+                JobQueue::connect(
+                    &database_url(&config, &db_secrets)?,
+                    JobQueueOptions::default(),
+                )
+                .await?
             }
         };
         let mailer = match overrides.mailer {
             Some(m) => m,
             None => mailer(
                 &config,
+                secret(secrets::SMTP_PASSWORD).await?.as_deref(),
                 Arc::clone(&overrides.clock),
                 Arc::clone(&overrides.rng),
             )?,
@@ -205,7 +286,7 @@ impl App {
                 jobs.clone(),
                 JobContext {
                     mailer,
-                    sealer,
+                    sealer: sealer.clone(),
                     store: Arc::clone(&store),
                     clock: Arc::clone(&overrides.clock),
                     rng: Arc::clone(&overrides.rng),
@@ -217,7 +298,6 @@ impl App {
             None
         };
         let pw = &config.config.password;
-        let secret_provider = secrets::provider(&config, Arc::clone(&overrides.rng));
         let mut builder = AuthKit::builder()
             .mail(Arc::new(outbox), links)
             .product_name(mail.product_name.clone())
@@ -246,18 +326,116 @@ impl App {
             let mut oauth = oauth.clone();
             // A `redirect_to` may point at the frontends the server already trusts.
             oauth.redirect_origins = config.allowed_origins.clone();
-            builder = builder.secret_provider(secret_provider).oauth(oauth);
+            if let Some(cache) = &cache {
+                builder = builder.secret_provider(Arc::clone(cache.provider()));
+            }
+            builder = builder.oauth(oauth);
         }
         let auth = builder.build().await?;
-        Ok(Self {
+        let refresh = overrides
+            .secret_refresh
+            .unwrap_or(Some(config.config.secrets.refresh_interval));
+        let app = Self {
             inner: Arc::new(AppInner {
                 config,
                 auth,
                 store,
+                sql,
                 jobs,
+                sealer,
+                secrets: cache.clone(),
                 workers: Mutex::new(workers),
+                refresher: Mutex::new(None),
             }),
-        })
+        };
+        if let (Some(cache), Some(interval)) = (cache, refresh) {
+            let weak = Arc::downgrade(&app.inner);
+            let task = cache.spawn_refresher(interval, move |cache, report| {
+                let app = weak.upgrade().map(|inner| App { inner });
+                async move {
+                    if let Some(app) = app {
+                        app.apply_secrets(&cache, &report).await;
+                    }
+                }
+            });
+            *app.inner
+                .refresher
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(task);
+        }
+        Ok(app)
+    }
+
+    /// Reads every secret again now and applies what changed (what the interval refresher
+    /// does); `None` when the key rings were given as an override.
+    pub async fn refresh_secrets(&self) -> Option<authkit::secrets::RefreshReport> {
+        let cache = self.inner.secrets.clone()?;
+        let report = cache.refresh_all().await;
+        self.apply_secrets(&cache, &report).await;
+        Some(report)
+    }
+
+    /// The secret cache (`None` when the key rings were given as an override).
+    pub fn secrets(&self) -> Option<&Arc<authkit::secrets::SecretCache>> {
+        self.inner.secrets.as_ref()
+    }
+
+    /// Applies changed secrets: new key rings go to the library and the job workers' sealer
+    /// (and re-sealing is queued); a new database password goes to both pools. A change that
+    /// cannot be applied is logged and the old value stays in use.
+    async fn apply_secrets(
+        &self,
+        cache: &authkit::secrets::SecretCache,
+        report: &authkit::secrets::RefreshReport,
+    ) {
+        let inner = &self.inner;
+        if report.keys_changed() {
+            match cache.keys().await {
+                Ok(keys) => match inner.auth.rotate_keys(keys.clone()) {
+                    Ok(changes) => {
+                        inner.sealer.set_keys(&keys.encryption);
+                        if changes.encryption
+                            && let Err(e) = inner
+                                .jobs
+                                .enqueue_maintenance(
+                                    authkit::jobs::MaintenanceTask::Reseal,
+                                    &OsRandom,
+                                )
+                                .await
+                        {
+                            tracing::warn!(error = %e, "could not queue re-sealing; it runs at its interval");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "key rotation refused; keeping the current key rings");
+                    }
+                },
+                Err(e) => tracing::error!(
+                    error = %error_chain(&e),
+                    "the changed key rings are unusable; keeping the current ones"
+                ),
+            }
+        }
+        if report.changed(secrets::DATABASE_URL) || report.changed(secrets::DATABASE_PASSWORD) {
+            let applied = async {
+                let db = secrets::DatabaseSecrets::read(cache)
+                    .await
+                    .map_err(|e| error_chain(&e))?;
+                let url = database_url(&inner.config, &db).map_err(|e| error_chain(&e))?;
+                inner.jobs.set_url(&url).map_err(|e| error_chain(&e))?;
+                if let Some(sql) = &inner.sql {
+                    sql.set_url(&url).map_err(|e| error_chain(&e))?;
+                }
+                Ok::<_, String>(())
+            };
+            match applied.await {
+                Ok(()) => tracing::info!("new database connections use the rotated credentials"),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "could not apply the rotated database credentials; new connections use the old ones"
+                ),
+            }
+        }
     }
 
     /// The HTTP application.

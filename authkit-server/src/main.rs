@@ -32,12 +32,31 @@ enum Command {
     /// Create users from a JSON Lines file, keeping their password hashes (argon2id, bcrypt,
     /// PBKDF2-SHA256, Django), upgraded to argon2id at each user's next login. Existing
     /// addresses are skipped. Exits non-zero if any line failed. See docs/migrating-users.md.
+    /// Inspect or rotate secrets.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsCommand,
+    },
     ImportUsers {
         /// The JSON Lines file: one user per line.
         file: PathBuf,
         /// Check every line and report, without writing anything.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SecretsCommand {
+    /// List every secret the configuration reads: provider, version and status, never a
+    /// value. Exits non-zero when a required secret is missing or invalid.
+    Check,
+    /// Add a new newest key to key ring NAME (`session_key`, `encryption_key`, `pepper`) of
+    /// the `local` provider; older keys stay. With other providers, store a new version in the
+    /// provider: running servers pick it up within `secrets.refresh_interval`.
+    Rotate {
+        /// The key ring.
+        name: String,
     },
 }
 
@@ -77,6 +96,13 @@ async fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::CheckConfig => check_config(loaded).await,
+        Command::Secrets { action } => match loaded {
+            Ok(config) => match secrets_command(&config, action).await {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
         Command::ImportUsers { file, dry_run } => match loaded {
             Ok(config) => match import_users(&config, &file, dry_run).await {
                 Ok(code) => return code,
@@ -102,12 +128,23 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The database secrets, if the provider has them (commands that open only the database).
+async fn database_secrets(
+    config: &Validated,
+) -> Result<authkit_server::secrets::DatabaseSecrets, StartError> {
+    let provider =
+        authkit_server::secrets::provider(config, Arc::new(authkit::rng::OsRandom)).await?;
+    let cache = authkit::secrets::SecretCache::new(provider);
+    Ok(authkit_server::secrets::DatabaseSecrets::read(&cache).await?)
+}
+
 async fn migrate(config: &Validated) -> Result<(), StartError> {
-    let store = authkit_server::open_store(config).await?;
+    let db = database_secrets(config).await?;
+    let store = authkit_server::open_store(config, &db).await?;
     store.close().await;
     // The job queue's tables (apalis, with its own migrations table) live in the same database.
     let jobs = authkit::jobs::JobQueue::connect(
-        &config.config.database.url,
+        &authkit_server::database_url(config, &db)?,
         authkit::jobs::JobQueueOptions::default(),
     )
     .await?;
@@ -133,7 +170,8 @@ async fn import_users(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let store = authkit_server::open_store(config).await?;
+    let db = database_secrets(config).await?;
+    let store = authkit_server::open_store(config, &db).await?;
     let result = authkit_server::import::import_users(
         &store,
         input,
@@ -172,8 +210,9 @@ async fn import_users(
 #[allow(clippy::print_stdout)] // the command's output is its report
 async fn check_config(loaded: Result<Validated, StartError>) -> Result<(), StartError> {
     let config = loaded?;
-    if config.secrets_provider == SecretsProviderKind::Env {
-        authkit_server::secrets::load_keys(&config, Arc::new(authkit::rng::OsRandom)).await?;
+    // The key rings must be readable and valid (the `local` provider would generate them).
+    if config.secrets_provider != SecretsProviderKind::Local {
+        authkit_server::secrets::cache(&config, Arc::new(authkit::rng::OsRandom)).await?;
     }
     let c = &config.config;
     println!("configuration OK");
@@ -194,6 +233,87 @@ async fn check_config(loaded: Result<Validated, StartError>) -> Result<(), Start
         c.session.idle_timeout, c.session.absolute_timeout
     );
     Ok(())
+}
+
+/// `secrets check` and `secrets rotate NAME`.
+#[allow(clippy::print_stdout)] // the command's output is its report
+async fn secrets_command(
+    config: &Validated,
+    action: SecretsCommand,
+) -> Result<ExitCode, StartError> {
+    use authkit::secrets::{REQUIRED_KEY_RINGS, SecretError};
+    let rng: Arc<dyn authkit::rng::RandomSource> = Arc::new(authkit::rng::OsRandom);
+    match action {
+        SecretsCommand::Check => {
+            let provider = authkit_server::secrets::provider(config, rng).await?;
+            println!("secret provider: {}", provider.name());
+            let mut ok = true;
+            for (name, required) in authkit_server::secrets::names(config) {
+                let line = match provider.get(&name).await {
+                    Ok(value) => {
+                        let version = value.version().unwrap_or("-").to_owned();
+                        if REQUIRED_KEY_RINGS.contains(&name.as_str()) {
+                            match authkit::secret::KeyRing::parse(value.expose()) {
+                                Ok(ring) => {
+                                    let ids: Vec<String> =
+                                        ring.ids().map(ToString::to_string).collect();
+                                    format!(
+                                        "ok, version {version}, key ids {} (newest first)",
+                                        ids.join(", ")
+                                    )
+                                }
+                                Err(e) => {
+                                    ok = false;
+                                    format!("INVALID key ring, version {version}: {e}")
+                                }
+                            }
+                        } else {
+                            format!("ok, version {version}")
+                        }
+                    }
+                    Err(SecretError::NotFound { .. }) if !required => {
+                        "not set (optional)".to_owned()
+                    }
+                    Err(e) => {
+                        ok = false;
+                        let mut message = e.to_string();
+                        let mut source = std::error::Error::source(&e);
+                        while let Some(cause) = source {
+                            message.push_str(": ");
+                            message.push_str(&cause.to_string());
+                            source = cause.source();
+                        }
+                        format!("{}: {message}", if required { "MISSING" } else { "error" })
+                    }
+                };
+                println!("  {name:<32} {line}");
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        SecretsCommand::Rotate { name } => {
+            if config.secrets_provider != SecretsProviderKind::Local {
+                println!(
+                    "`secrets rotate` writes only to the `local` provider; this configuration uses `{}`.\n\
+                     Store a new version of `{name}` in the provider with a NEW key id first (e.g. `k2:<key>,k1:<old key>`);\n\
+                     running servers pick it up within secrets.refresh_interval. See docs/security.md, \"Rotating secrets\".",
+                    config.secrets_provider.as_str()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            let local =
+                authkit::secrets::LocalSecrets::new(&config.config.secrets.local_dir).with_rng(rng);
+            let id = local.rotate(&name).await?;
+            println!(
+                "{name}: new newest key `{id}`; older keys still verify. A running server picks it up within {:?}.",
+                config.config.secrets.refresh_interval
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn serve(config: Validated) -> Result<(), StartError> {

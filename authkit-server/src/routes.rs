@@ -36,17 +36,32 @@ pub(crate) async fn live() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers within two seconds.
+/// Readiness: the database answers within two seconds (`degraded` while a secret refresh
+/// fails and its last good value is served).
 #[utoipa::path(get, path = "/api/v1/health/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub(crate) async fn ready(State(app): State<App>) -> Response {
     // The database, and the job queue's own pool on it (mail cannot be queued without it).
     let checks = async {
-        app.store().ping().await.map_err(|e| e.to_string())?;
+        if let Err(e) = app.store().ping().await {
+            // Refused credentials: the password may have rotated before the refresher saw it.
+            if e.is_auth_failure() {
+                let app = app.clone();
+                tokio::spawn(async move { app.refresh_secrets().await });
+            }
+            return Err(e.to_string());
+        }
         app.jobs().ping().await.map_err(|e| e.to_string())
     };
     let failure = match tokio::time::timeout(Duration::from_secs(2), checks).await {
-        Ok(Ok(())) => return Json(Health { status: "ok" }).into_response(),
+        Ok(Ok(())) => {
+            // Serving the last good value of a secret the provider no longer answers for.
+            let stale = app
+                .secrets()
+                .is_some_and(|cache| cache.status().iter().any(|s| s.is_stale()));
+            let status = if stale { "degraded" } else { "ok" };
+            return Json(Health { status }).into_response();
+        }
         Ok(Err(e)) => e,
         Err(_) => "timed out".to_owned(),
     };

@@ -19,7 +19,7 @@ use crate::ratelimit::{
     DeviceCookieConfig, DeviceCookies, MemoryRateLimiter, RateLimitConfig, RateLimiter,
 };
 use crate::rng::{OsRandom, RandomSource};
-use crate::secrets::{SecretError, SecretKeys, SecretProvider};
+use crate::secrets::{RefreshReport, SecretCache, SecretError, SecretKeys, SecretProvider};
 use crate::service::{AuthApi, AuthService, AuthState, AuthStateInner};
 use crate::session::{SessionConfig, SessionManager};
 use crate::store::{SqlStore, SqlStoreOptions, Store, StoreError};
@@ -91,6 +91,8 @@ pub struct AuthKitBuilder {
     totp_issuer: Option<String>,
     oauth: Option<crate::oauth::OAuthConfig>,
     secret_provider: Option<Arc<dyn SecretProvider>>,
+    secret_cache: Option<Arc<SecretCache>>,
+    secret_refresh: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for AuthKitBuilder {
@@ -129,6 +131,8 @@ impl Default for AuthKitBuilder {
             totp_issuer: None,
             oauth: None,
             secret_provider: None,
+            secret_cache: None,
+            secret_refresh: Some(DEFAULT_SECRET_REFRESH),
         }
     }
 }
@@ -156,15 +160,32 @@ impl AuthKitBuilder {
         self
     }
 
-    /// Loads the key rings from `provider`; OAuth client secrets given by name
-    /// ([`SecretRef`](crate::oauth::SecretRef)) are read from it too.
+    /// Loads the key rings from `provider` through a [`SecretCache`]; OAuth client secrets
+    /// given by name ([`SecretRef`](crate::oauth::SecretRef)) are read from it too. The built
+    /// kit re-reads the rings every [`secret_refresh_interval`](Self::secret_refresh_interval)
+    /// and switches to changed ones without a restart ([`AuthKit::rotate_keys`]).
     pub async fn secrets(
-        mut self,
+        self,
         provider: impl SecretProvider + 'static,
     ) -> Result<Self, BuildError> {
-        self.keys = Some(SecretKeys::load(&provider).await?);
-        self.secret_provider = Some(Arc::new(provider));
+        self.secret_cache(Arc::new(SecretCache::new(Arc::new(provider))))
+            .await
+    }
+
+    /// Like [`secrets`](Self::secrets), with a cache the app shares (e.g. to read its own
+    /// secrets through it).
+    pub async fn secret_cache(mut self, cache: Arc<SecretCache>) -> Result<Self, BuildError> {
+        self.keys = Some(cache.keys().await?);
+        self.secret_provider = Some(Arc::clone(cache.provider()));
+        self.secret_cache = Some(cache);
         Ok(self)
+    }
+
+    /// How often the rings given with [`secrets`](Self::secrets) are read again (default 5
+    /// min; `None`: never, the app calls [`AuthKit::refresh_secrets`] itself).
+    pub fn secret_refresh_interval(mut self, interval: Option<std::time::Duration>) -> Self {
+        self.secret_refresh = interval;
+        self
     }
 
     /// The provider OAuth client secrets given by name are read from, when the key rings
@@ -354,13 +375,15 @@ impl AuthKitBuilder {
         // Either switch turns the requirement on; neither can turn the other off.
         mfa.required |= self.session.require_mfa;
         self.session.require_mfa = mfa.required;
+        // One sealer for everything: its clones share the keys, so a rotation reaches all.
+        let sealer = Sealer::new(&keys.encryption);
         let mut workers = None;
+        let mut own_queue = None;
         if let (Some(mailer), None) = (self.mailer.take(), &self.outbox) {
             let queue = match &self.database_url {
                 Some(url) => JobQueue::connect(url, JobQueueOptions::default()).await?,
                 None => JobQueue::in_memory().await?,
             };
-            let sealer = Sealer::new(&keys.encryption);
             workers = Some(JobWorkers::start(
                 queue.clone(),
                 JobContext {
@@ -372,9 +395,10 @@ impl AuthKitBuilder {
                     settings: self.job_settings.clone(),
                 },
             )?);
+            own_queue = Some(queue.clone());
             self.outbox = Some(Arc::new(QueuedOutbox::new(
                 queue,
-                sealer,
+                sealer.clone(),
                 Arc::clone(&self.rng),
             )));
         }
@@ -427,7 +451,7 @@ impl AuthKitBuilder {
                 build_oauth(
                     config,
                     self.secret_provider.as_deref(),
-                    Sealer::new(&keys.encryption),
+                    sealer.clone(),
                     Arc::clone(&self.clock),
                 )
                 .await?,
@@ -464,19 +488,38 @@ impl AuthKitBuilder {
             limits: Arc::new(self.limits),
             devices,
             mfa,
-            sealer: Sealer::new(&keys.encryption),
+            sealer,
             backup_codes: BackupCodeHasher::new(&keys.pepper),
             oauth,
         });
-        Ok(AuthKit {
+        let kit = AuthKit {
             inner: Arc::new(KitInner {
                 layer: AuthLayer::new(sessions, csrf_config, csrf),
                 service: AuthService::new(state.clone(), self.max_body_bytes),
                 state,
-                keys,
+                keys: std::sync::RwLock::new(keys),
                 workers: std::sync::Mutex::new(workers),
+                queue: own_queue,
+                secrets: self.secret_cache.clone(),
+                refresher: std::sync::Mutex::new(None),
             }),
-        })
+        };
+        if let (Some(cache), Some(interval)) = (self.secret_cache, self.secret_refresh) {
+            let weak = Arc::downgrade(&kit.inner);
+            let task = cache.spawn_refresher(interval, move |cache, report| {
+                let kit = weak.upgrade().map(|inner| AuthKit { inner });
+                async move {
+                    if let Some(kit) = kit {
+                        kit.apply_refresh(&cache, &report).await;
+                    }
+                }
+            });
+            *kit.inner
+                .refresher
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+        }
+        Ok(kit)
     }
 }
 
@@ -490,9 +533,31 @@ struct KitInner {
     layer: AuthLayer,
     service: AuthService,
     state: AuthState,
-    keys: SecretKeys,
+    keys: std::sync::RwLock<SecretKeys>,
     workers: std::sync::Mutex<Option<JobsHandle>>,
+    /// The queue of the workers started by `.mailer(…)` (re-sealing is queued on it).
+    queue: Option<JobQueue>,
+    /// The secrets given with `.secrets(…)`.
+    secrets: Option<Arc<SecretCache>>,
+    /// The task that refreshes them.
+    refresher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+impl Drop for KitInner {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .refresher
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// How often [`AuthKitBuilder::secrets`] re-reads the key rings by default.
+pub(crate) const DEFAULT_SECRET_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl std::fmt::Debug for AuthKit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -552,9 +617,97 @@ impl AuthKit {
         })
     }
 
-    /// The loaded key rings.
-    pub fn keys(&self) -> &SecretKeys {
-        &self.inner.keys
+    /// The key rings in use.
+    pub fn keys(&self) -> SecretKeys {
+        self.inner
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Switches to new key rings without a restart (SECURITY.md #36): new cookies, CSRF
+    /// tokens, sealed values and backup-code hashes use each ring's newest key from the next
+    /// request on, and whatever an older key in the new rings made still verifies and opens,
+    /// so adding a key logs nobody out and fails no request. Whatever depends on a key the new
+    /// rings no longer hold stops working: that is how a key is retired.
+    ///
+    /// Refused (nothing changes) when a key id stays but its key changed: everything made
+    /// under that id would silently stop verifying. A new key needs a new id.
+    ///
+    /// Re-sealing the rows sealed under older keys is the job queue's
+    /// [`MaintenanceTask::Reseal`](crate::jobs::MaintenanceTask::Reseal).
+    pub fn rotate_keys(&self, keys: SecretKeys) -> Result<KeyChanges, KeyRotationError> {
+        let mut current = self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changes = KeyChanges::between(&current, &keys)?;
+        if changes.is_empty() {
+            return Ok(changes);
+        }
+        let state = &self.inner.state;
+        if changes.session {
+            state.csrf.set_keys(keys.session.clone());
+            state.devices.set_keys(keys.session.clone());
+        }
+        if changes.encryption {
+            state.sealer.set_keys(&keys.encryption);
+        }
+        if changes.pepper {
+            state.backup_codes.set_keys(&keys.pepper);
+        }
+        tracing::info!(
+            session = %keys.session.current().0,
+            encryption = %keys.encryption.current().0,
+            pepper = %keys.pepper.current().0,
+            "key rings replaced; newest key ids in use"
+        );
+        *current = keys;
+        Ok(changes)
+    }
+
+    /// Reads the secrets given with [`AuthKitBuilder::secrets`] again now (rather than at the
+    /// next interval) and applies changed key rings; `None` without them.
+    pub async fn refresh_secrets(&self) -> Option<RefreshReport> {
+        let cache = self.inner.secrets.clone()?;
+        let report = cache.refresh_all().await;
+        self.apply_refresh(&cache, &report).await;
+        Some(report)
+    }
+
+    /// Applies changed key rings from `cache` after a refresh; a refused rotation is logged
+    /// and the old rings stay in use.
+    async fn apply_refresh(&self, cache: &SecretCache, report: &RefreshReport) {
+        if !report.keys_changed() {
+            return;
+        }
+        let keys = match cache.keys().await {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::error!(error = %crate::util::error_chain(&e), "the changed key rings are unusable; keeping the current ones");
+                return;
+            }
+        };
+        match self.rotate_keys(keys) {
+            Ok(changes) if changes.encryption => {
+                if let Some(queue) = &self.inner.queue
+                    && let Err(e) = queue
+                        .enqueue_maintenance(
+                            crate::jobs::MaintenanceTask::Reseal,
+                            self.inner.state.rng.as_ref(),
+                        )
+                        .await
+                {
+                    tracing::warn!(error = %e, "could not queue re-sealing; it runs at its interval");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "key rotation refused; keeping the current key rings")
+            }
+        }
     }
 
     /// Stops the job workers started by [`AuthKitBuilder::mailer`], letting jobs in progress
@@ -570,6 +723,77 @@ impl AuthKit {
             handle.shutdown().await;
         }
     }
+}
+
+/// Which key rings a [`AuthKit::rotate_keys`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyChanges {
+    /// The session ring (CSRF tokens, device cookies).
+    pub session: bool,
+    /// The encryption ring (TOTP secrets, OAuth tokens, queued mail).
+    pub encryption: bool,
+    /// The pepper ring (backup codes).
+    pub pepper: bool,
+}
+
+impl KeyChanges {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        !(self.session || self.encryption || self.pepper)
+    }
+
+    /// Compares two sets of rings; refuses a key id whose key changed.
+    pub fn between(old: &SecretKeys, new: &SecretKeys) -> Result<Self, KeyRotationError> {
+        let ring = |name: &'static str,
+                    old: &crate::secret::KeyRing,
+                    new: &crate::secret::KeyRing|
+         -> Result<bool, KeyRotationError> {
+            let mut changed = old.ids().count() != new.ids().count();
+            for (id, new_key) in new.ids().filter_map(|id| Some((id, new.get(id.as_str())?))) {
+                match old.get(id.as_str()) {
+                    Some(old_key) => {
+                        use subtle::ConstantTimeEq as _;
+                        if !bool::from(old_key.expose().ct_eq(new_key.expose())) {
+                            return Err(KeyRotationError::KeyIdReused {
+                                ring: name,
+                                key_id: id.to_string(),
+                            });
+                        }
+                    }
+                    None => changed = true,
+                }
+            }
+            // Same ids, same keys: the order (which key is newest) may still have changed.
+            let order = |r: &crate::secret::KeyRing| r.ids().cloned().collect::<Vec<_>>();
+            Ok(changed || order(old) != order(new))
+        };
+        Ok(Self {
+            session: ring(crate::secrets::SESSION_KEY, &old.session, &new.session)?,
+            encryption: ring(
+                crate::secrets::ENCRYPTION_KEY,
+                &old.encryption,
+                &new.encryption,
+            )?,
+            pepper: ring(crate::secrets::PEPPER, &old.pepper, &new.pepper)?,
+        })
+    }
+}
+
+/// Why [`AuthKit::rotate_keys`] refused new key rings.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyRotationError {
+    /// A key id stayed but its key changed.
+    #[error(
+        "key ring `{ring}`: key id `{key_id}` now holds a different key; give a new key a new id"
+    )]
+    KeyIdReused {
+        /// The ring.
+        ring: &'static str,
+        /// The id.
+        key_id: String,
+    },
 }
 
 /// Resolves client secrets and prepares every provider (no network: OIDC discovery happens at

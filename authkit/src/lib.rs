@@ -97,7 +97,7 @@ pub use csrf::Origin;
 pub use error::{ErrorCode, Problem};
 #[cfg(feature = "axum")]
 pub use extract::{CurrentUser, RequireAal2};
-pub use kit::{AuthKit, AuthKitBuilder, BuildError};
+pub use kit::{AuthKit, AuthKitBuilder, BuildError, KeyChanges, KeyRotationError};
 pub use layer::AuthLayer;
 pub use require::{RequireAuth, RequireAuthLayer};
 pub use service::AuthService;

@@ -4,7 +4,12 @@
 //! disabling (SECURITY.md #24, #26).
 
 // Test code: failing loudly is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::Arc;
 
@@ -507,4 +512,68 @@ async fn lockout(backend: Backend) {
     backend.finish().await;
 }
 
-per_backend!("mfa"; change_races, lockout, lifecycle, races);
+/// The re-sealing job's pages of TOTP secrets not under the newest key, with its cursor, and
+/// the compare-and-set re-seal.
+async fn not_under_key(backend: Backend) {
+    let store = &*backend.a;
+    let mut users = Vec::new();
+    for (name, sealed) in [
+        ("r1", "v1.k_2.a"),
+        ("r2", "v1.k1.b"),
+        ("r3", "v1.kx2.c"),
+        ("r4", "v1.k1.d"),
+    ] {
+        let id = user(store, name).await;
+        assert!(
+            store
+                .begin_totp_enrolment(&id, &new_totp(sealed))
+                .await
+                .unwrap()
+        );
+        users.push((id, sealed));
+    }
+    let mut stale: Vec<(String, String)> = users
+        .iter()
+        .filter(|(_, s)| !s.starts_with("v1.k_2."))
+        .map(|(u, s)| (u.as_str().to_owned(), (*s).to_owned()))
+        .collect();
+    stale.sort();
+    let page = |list: Vec<(UserId, String)>| {
+        list.into_iter()
+            .map(|(u, s)| (u.as_str().to_owned(), s))
+            .collect::<Vec<_>>()
+    };
+    let all = store
+        .totp_secrets_not_under("v1.k_2.", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page(all), stale);
+    let first = store
+        .totp_secrets_not_under("v1.k_2.", None, 2)
+        .await
+        .unwrap();
+    assert_eq!(page(first.clone()), stale[..2]);
+    let rest = backend
+        .b
+        .totp_secrets_not_under("v1.k_2.", Some(&first[1].0), 2)
+        .await
+        .unwrap();
+    assert_eq!(page(rest), stale[2..]);
+    // Re-sealed rows leave the list; a stale compare-and-set changes nothing.
+    let (user_id, old) = &first[0];
+    assert!(store.reseal_totp(user_id, old, "v1.k_2.new").await.unwrap());
+    assert!(
+        !backend
+            .b
+            .reseal_totp(user_id, old, "v1.k_2.other")
+            .await
+            .unwrap()
+    );
+    let left = store
+        .totp_secrets_not_under("v1.k_2.", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 2);
+}
+
+per_backend!("mfa"; change_races, lockout, lifecycle, races, not_under_key);

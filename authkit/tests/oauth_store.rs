@@ -796,4 +796,43 @@ async fn unlink_race(backend: Backend) {
     backend.finish().await;
 }
 
-per_backend!("oauth"; transactions, take_race, accounts, unlink, unlink_race);
+/// The re-sealing job's pages: accounts with a token not under the newest key's prefix, in id
+/// order after a cursor. A key id with `_` is matched literally (no LIKE wildcard).
+async fn not_under_key(backend: Backend) {
+    let store = &*backend.a;
+    let id = user(store, "resealed", true).await;
+    let under = |acct: &str, subject: &str, access: Option<&str>, refresh: Option<&str>| {
+        let mut a = account(acct, &id, subject, 0);
+        a.tokens.access_token = access.map(str::to_owned);
+        a.tokens.refresh_token = refresh.map(str::to_owned);
+        a
+    };
+    for a in [
+        under("a1", "s1", Some("v1.k_2.x"), Some("v1.k_2.y")),
+        under("a2", "s2", Some("v1.k1.x"), None),
+        under("a3", "s3", Some("v1.k_2.x"), Some("v1.k1.y")),
+        under("a4", "s4", None, None),
+        under("a5", "s5", Some("v1.kx2.x"), None),
+    ] {
+        store.link_oauth_account(&a, &[]).await.unwrap();
+    }
+    let ids = |list: Vec<OAuthAccount>| list.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    let all = store
+        .oauth_accounts_not_under("v1.k_2.", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(all), ["a2", "a3", "a5"]);
+    let page = store
+        .oauth_accounts_not_under("v1.k_2.", None, 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(page), ["a2", "a3"]);
+    let rest = backend
+        .b
+        .oauth_accounts_not_under("v1.k_2.", Some("a3"), 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(rest), ["a5"]);
+}
+
+per_backend!("oauth"; transactions, take_race, accounts, unlink, unlink_race, not_under_key);

@@ -17,5 +17,6 @@ mod flows;
 mod mfa;
 mod oauth;
 mod oauth_support;
+mod secrets;
 mod security;
 mod support;

@@ -40,12 +40,12 @@ const BACKUP_CODES: &str = "/api/v1/auth/mfa/backup-codes";
 const STATUS: &str = "/api/v1/auth/mfa/status";
 
 /// A user with MFA on.
-struct Enrolled {
-    email: String,
+pub(crate) struct Enrolled {
+    pub(crate) email: String,
     /// The session cookie after enrolment (`aal2`).
-    cookie: String,
-    secret: TotpSecret,
-    backup_codes: Vec<String>,
+    pub(crate) cookie: String,
+    pub(crate) secret: TotpSecret,
+    pub(crate) backup_codes: Vec<String>,
 }
 
 impl TestApp {
@@ -54,7 +54,7 @@ impl TestApp {
     }
 
     /// The TOTP code of `secret` for the time step `offset` steps from now.
-    fn code(&self, secret: &TotpSecret, offset: i64) -> String {
+    pub(crate) fn code(&self, secret: &TotpSecret, offset: i64) -> String {
         let step = u64::try_from(self.now() / 30 + offset).unwrap();
         TotpConfig::default()
             .code_at(secret, step)
@@ -62,7 +62,7 @@ impl TestApp {
             .to_owned()
     }
 
-    async fn verify_code(&self, cookie: &str, code: &str) -> Resp {
+    pub(crate) async fn verify_code(&self, cookie: &str, code: &str) -> Resp {
         self.send(
             Req::post(VERIFY)
                 .cookie(cookie)
@@ -73,7 +73,7 @@ impl TestApp {
 
     /// Registers, enables and confirms MFA; the clock then moves to the next step so that the
     /// next code is not a replay of the confirming one.
-    async fn enrol(&self, name: &str) -> Enrolled {
+    pub(crate) async fn enrol(&self, name: &str) -> Enrolled {
         let email = email(name);
         let cookie = self.register(&email).await;
         let r = self.send(Req::post(ENABLE).cookie(&cookie)).await;
@@ -99,7 +99,7 @@ impl TestApp {
     }
 
     /// Password step of a sign-in with MFA: the pending cookie.
-    async fn pending(&self, email: &str) -> String {
+    pub(crate) async fn pending(&self, email: &str) -> String {
         let r = self.login(email, PASSWORD).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         assert_eq!(
@@ -110,7 +110,7 @@ impl TestApp {
     }
 
     /// A full sign-in: password, then the current code; the `aal2` cookie.
-    async fn sign_in_with_code(&self, user: &Enrolled) -> String {
+    pub(crate) async fn sign_in_with_code(&self, user: &Enrolled) -> String {
         let p = self.pending(&user.email).await;
         let r = self.verify_code(&p, &self.code(&user.secret, 0)).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());

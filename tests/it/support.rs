@@ -180,6 +180,7 @@ impl TestApp {
                 rng: Arc::new(OsRandom),
                 store: Some(store),
                 keys: Some(test_keys()),
+                secret_refresh: None,
                 jobs: Some(jobs),
                 mailer: None,
             },
@@ -195,6 +196,45 @@ impl TestApp {
             db_url,
             vars,
         })
+    }
+
+    /// An app that opens everything itself, as `authkit-server serve` does: the database at
+    /// `database_url`, the job queue on it, and the secrets through the provider `env` names
+    /// (no key override). Its secrets are refreshed only by [`App::refresh_secrets`].
+    pub async fn serving(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut vars: Vec<(String, String)> = vec![
+            ("AUTHKIT_PUBLIC_URL".into(), ORIGIN.into()),
+            ("AUTHKIT_DATABASE_URL".into(), database_url.into()),
+            (
+                "AUTHKIT_DEV_MAILBOX_DIR".into(),
+                dir.path().join("mail").display().to_string(),
+            ),
+            ("AUTHKIT_JOBS__POLL_INTERVAL".into(), "20ms".into()),
+            ("AUTHKIT_REGISTRATION_MODE".into(), "instant".into()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let config = Config::load(vars.clone()).unwrap().validate().unwrap();
+        let clock = ManualClock::new(Timestamp::from_unix_seconds(START));
+        let app = App::build(
+            config,
+            Overrides {
+                clock: Arc::new(clock.clone()),
+                secret_refresh: Some(None),
+                ..Overrides::default()
+            },
+        )
+        .await
+        .unwrap();
+        Self {
+            router: app.router(),
+            app,
+            clock,
+            _dir: dir,
+            pg_schema: None,
+            db_url: Some(database_url.to_owned()),
+            vars,
+        }
     }
 
     /// A second server instance on the same database (its own connection pool, caches and
@@ -215,6 +255,7 @@ impl TestApp {
                 rng: Arc::new(OsRandom),
                 store: Some(Arc::new(store)),
                 keys: Some(test_keys()),
+                secret_refresh: None,
                 jobs: Some(self.app.jobs().clone()),
                 mailer: None,
             },

@@ -20,7 +20,6 @@
 //! secrets will be too.
 
 use std::fmt;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -32,6 +31,7 @@ use zeroize::Zeroizing;
 
 use crate::rng::RandomSource;
 use crate::secret::{KeyId, KeyRing};
+use crate::util::Swappable;
 
 /// The envelope format version written by [`Sealer::seal`].
 const VERSION: &str = "v1";
@@ -60,9 +60,10 @@ pub enum CryptoError {
 }
 
 /// Seals and opens values with the keys of an encryption [`KeyRing`]. Cheap to clone.
+/// Clones share the keys, and [`set_keys`](Sealer::set_keys) replaces them for all of them.
 #[derive(Clone)]
 pub struct Sealer {
-    keys: Arc<SealerKeys>,
+    keys: Swappable<SealerKeys>,
 }
 
 struct SealerKeys {
@@ -73,6 +74,25 @@ struct SealerKeys {
 impl Sealer {
     /// A sealer over `ring` (normally [`SecretKeys::encryption`](crate::secrets::SecretKeys)).
     pub fn new(ring: &KeyRing) -> Self {
+        Self {
+            keys: Swappable::new(SealerKeys::derive(ring)),
+        }
+    }
+
+    /// Seals new values under `ring`'s newest key from now on (every clone); values sealed
+    /// under a key no longer in `ring` stop opening.
+    pub fn set_keys(&self, ring: &KeyRing) {
+        self.keys.store(SealerKeys::derive(ring));
+    }
+
+    /// The id of the key new values are sealed under.
+    pub fn current_key_id(&self) -> Option<KeyId> {
+        self.keys.load().keys.first().map(|(id, _)| id.clone())
+    }
+}
+
+impl SealerKeys {
+    fn derive(ring: &KeyRing) -> Self {
         let keys = ring
             .ids()
             .filter_map(|id| {
@@ -80,11 +100,11 @@ impl Sealer {
                 Some((id.clone(), derive_key(key.expose())))
             })
             .collect();
-        Self {
-            keys: Arc::new(SealerKeys { keys }),
-        }
+        Self { keys }
     }
+}
 
+impl Sealer {
     /// Seals `plaintext` for the purpose named by `aad` under the newest key.
     pub fn seal(
         &self,
@@ -93,8 +113,8 @@ impl Sealer {
         rng: &dyn RandomSource,
     ) -> Result<String, CryptoError> {
         // `KeyRing` cannot be empty, so neither can this list.
-        let (kid, key) = self
-            .keys
+        let keys = self.keys.load();
+        let (kid, key) = keys
             .keys
             .first()
             .ok_or(CryptoError::UnknownKey(String::new()))?;
@@ -135,8 +155,8 @@ impl Sealer {
         }
         let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
         let nonce = XNonce::try_from(nonce).map_err(|_| CryptoError::Malformed)?;
-        let key = self
-            .keys
+        let keys = self.keys.load();
+        let key = keys
             .keys
             .iter()
             .find(|(id, _)| *id == kid)
@@ -162,7 +182,8 @@ impl Sealer {
     /// A malformed envelope is not current.
     pub fn is_current(&self, envelope: &str) -> bool {
         let mut parts = envelope.split('.');
-        match (parts.next(), parts.next(), self.keys.keys.first()) {
+        let keys = self.keys.load();
+        match (parts.next(), parts.next(), keys.keys.first()) {
             (Some(VERSION), Some(kid), Some((newest, _))) => kid == newest.as_str(),
             _ => false,
         }
@@ -174,7 +195,13 @@ impl fmt::Debug for Sealer {
         f.debug_struct("Sealer")
             .field(
                 "key_ids",
-                &self.keys.keys.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+                &self
+                    .keys
+                    .load()
+                    .keys
+                    .iter()
+                    .map(|(id, _)| id)
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }

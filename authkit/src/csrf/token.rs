@@ -6,22 +6,40 @@ use sha2::Sha256;
 
 use crate::secret::KeyRing;
 use crate::session::SessionIdHash;
+use crate::util::Swappable;
 
 /// The request header that carries the token.
 pub const CSRF_HEADER: HeaderName = HeaderName::from_static("x-csrf-token");
 
 const CONTEXT: &[u8] = b"authkit-csrf-v1";
 
-/// Issues and verifies session-bound CSRF tokens with a key ring.
-#[derive(Debug, Clone)]
+/// Issues and verifies session-bound CSRF tokens with a key ring. Clones share the ring, and
+/// [`set_keys`](Self::set_keys) replaces it for all of them.
+#[derive(Clone)]
 pub struct CsrfTokens {
-    keys: KeyRing,
+    keys: Swappable<KeyRing>,
+}
+
+impl std::fmt::Debug for CsrfTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsrfTokens")
+            .field("keys", &*self.keys.load())
+            .finish()
+    }
 }
 
 impl CsrfTokens {
     /// Tokens signed with `keys` (the session key ring).
     pub fn new(keys: KeyRing) -> Self {
-        Self { keys }
+        Self {
+            keys: Swappable::new(keys),
+        }
+    }
+
+    /// Signs new tokens with `keys`' newest key from now on; tokens signed by a key no longer
+    /// in `keys` stop verifying (SECURITY.md #36).
+    pub fn set_keys(&self, keys: KeyRing) {
+        self.keys.store(keys);
     }
 
     fn mac(key: &[u8], session: &SessionIdHash) -> Option<Hmac<Sha256>> {
@@ -33,7 +51,8 @@ impl CsrfTokens {
 
     /// A token for the session stored under `session`, signed with the newest key.
     pub fn issue(&self, session: &SessionIdHash) -> Option<String> {
-        let (kid, key) = self.keys.current();
+        let keys = self.keys.load();
+        let (kid, key) = keys.current();
         let tag = Self::mac(key.expose(), session)?.finalize().into_bytes();
         Some(format!("v1.{kid}.{}", URL_SAFE_NO_PAD.encode(tag)))
     }
@@ -49,7 +68,8 @@ impl CsrfTokens {
         else {
             return false;
         };
-        let (Some(key), Ok(tag)) = (self.keys.get(kid), URL_SAFE_NO_PAD.decode(tag)) else {
+        let keys = self.keys.load();
+        let (Some(key), Ok(tag)) = (keys.get(kid), URL_SAFE_NO_PAD.decode(tag)) else {
             return false;
         };
         Self::mac(key.expose(), session).is_some_and(|mac| mac.verify_slice(&tag).is_ok())

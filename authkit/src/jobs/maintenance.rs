@@ -1,4 +1,5 @@
-//! The periodic jobs: cleanup of expired rows, and audit retention with archival.
+//! The periodic jobs: cleanup of expired rows, audit retention with archival, and re-sealing
+//! after an encryption key rotation.
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -8,6 +9,88 @@ use super::worker::{Failure, JobContext};
 
 /// Audit events read, archived and deleted per round trip.
 const AUDIT_PAGE: u32 = 500;
+/// Rows read and re-sealed per round trip.
+const RESEAL_PAGE: u32 = 200;
+
+/// Re-seals, under the encryption ring's newest key, the TOTP secrets and OAuth provider
+/// tokens still sealed under an older key, page by page, each row with a compare-and-swap (a
+/// row changed meanwhile, e.g. by a refresh or a re-enrolment, is left to its new value). A
+/// row that no longer opens (its key was retired) is counted and skipped: it stays unreadable,
+/// which is what retiring a key means. Once nothing is left under an old key, the old key can
+/// be retired without ending anything.
+pub(super) async fn reseal(ctx: &JobContext) -> Result<(), Failure> {
+    let Some(kid) = ctx.sealer.current_key_id() else {
+        return Ok(());
+    };
+    let prefix = format!("v1.{kid}.");
+    let retry = |what: &str, e: crate::store::StoreError| Failure::Retry(format!("{what}: {e}"));
+    let (mut totp, mut oauth, mut unreadable) = (0u64, 0u64, 0u64);
+
+    let mut after: Option<crate::user::UserId> = None;
+    loop {
+        let page = ctx
+            .store
+            .totp_secrets_not_under(&prefix, after.as_ref(), RESEAL_PAGE)
+            .await
+            .map_err(|e| retry("reading TOTP secrets to re-seal failed", e))?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (user, sealed) in &page {
+            let resealed = crate::mfa::TotpSecret::open(&ctx.sealer, sealed, user)
+                .and_then(|secret| secret.seal(&ctx.sealer, user, ctx.rng.as_ref()));
+            match resealed {
+                Ok(new) => {
+                    if ctx
+                        .store
+                        .reseal_totp(user, sealed, &new)
+                        .await
+                        .map_err(|e| retry("re-sealing a TOTP secret failed", e))?
+                    {
+                        totp += 1;
+                    }
+                }
+                Err(_) => unreadable += 1,
+            }
+        }
+    }
+
+    let tokens = crate::oauth::TokenSealer::new(ctx.sealer.clone());
+    let mut after: Option<String> = None;
+    loop {
+        let page = ctx
+            .store
+            .oauth_accounts_not_under(&prefix, after.as_deref(), RESEAL_PAGE)
+            .await
+            .map_err(|e| retry("reading OAuth tokens to re-seal failed", e))?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for account in &page {
+            match tokens.reseal(account, ctx.rng.as_ref()) {
+                Ok(Some(new)) => {
+                    if ctx
+                        .store
+                        .replace_oauth_tokens(&account.id, &account.tokens, &new)
+                        .await
+                        .map_err(|e| retry("re-sealing OAuth tokens failed", e))?
+                    {
+                        oauth += 1;
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => unreadable += 1,
+            }
+        }
+    }
+    if unreadable > 0 {
+        tracing::warn!(
+            unreadable,
+            key_id = %kid,
+            "re-sealing skipped rows that no longer open: their key was retired"
+        );
+    }
+    tracing::info!(totp, oauth, key_id = %kid, "re-sealed rows under the newest encryption key");
+    Ok(())
+}
 
 /// Deletes expired sessions, account tokens and OAuth transactions (at the injected clock's
 /// now), and finished jobs past their retention.
@@ -186,5 +269,147 @@ mod tests {
         append_blocking(tmp.path(), &file, b"x\n").unwrap();
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+}
+
+#[cfg(test)]
+mod reseal_tests {
+    use std::sync::Arc;
+
+    use secrecy::{ExposeSecret as _, SecretString};
+
+    use super::*;
+    use crate::clock::{ManualClock, Timestamp};
+    use crate::crypto::Sealer;
+    use crate::mfa::{TotpAlgorithm, TotpSecret};
+    use crate::oauth::{ProviderTokens, TokenSealer};
+    use crate::rng::OsRandom;
+    use crate::secret::{KeyId, KeyRing, SecretKey};
+    use crate::store::{
+        MemoryStore, MfaStore as _, NewTotp, NewUser, OAuthAccount, OAuthStore as _, Store,
+        UserStore as _,
+    };
+    use crate::user::{Email, UserId};
+
+    fn ring(keys: &[(&str, u8)]) -> KeyRing {
+        KeyRing::new(
+            keys.iter()
+                .map(|(id, b)| {
+                    (
+                        KeyId::new(*id).unwrap(),
+                        SecretKey::new(vec![*b; 32]).unwrap(),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    async fn user(store: &MemoryStore, name: &str) -> UserId {
+        let id = UserId::from_stored(format!("00000000-0000-4000-8000-00000000000{name}"));
+        store
+            .create_user(NewUser {
+                id: id.clone(),
+                email: Email::from_stored(format!("{name}@example.com")),
+                password_hash: None,
+                email_verified: true,
+                now: Timestamp::from_unix_seconds(1_800_000_000),
+            })
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn totp(store: &MemoryStore, user: &UserId, sealer: &Sealer) -> TotpSecret {
+        let secret = TotpSecret::generate(&OsRandom, 20).unwrap();
+        let sealed = secret.seal(sealer, user, &OsRandom).unwrap();
+        let new = NewTotp {
+            secret: sealed,
+            algorithm: TotpAlgorithm::Sha1,
+            digits: 6,
+            period: 30,
+            created_at: Timestamp::from_unix_seconds(1_800_000_000),
+        };
+        assert!(store.begin_totp_enrolment(user, &new).await.unwrap());
+        secret
+    }
+
+    // SECURITY.md #36: after a rotation, the job moves TOTP secrets and provider tokens to the
+    // newest key; what only a retired key opens is left alone and counted.
+    #[tokio::test]
+    async fn reseal_moves_sealed_rows_to_the_newest_key() {
+        let store = Arc::new(MemoryStore::new());
+        let k1 = Sealer::new(&ring(&[("k1", 1)]));
+        let k0 = Sealer::new(&ring(&[("k0", 9)]));
+        let (alice, bob, carol) = (
+            user(&store, "1").await,
+            user(&store, "2").await,
+            user(&store, "3").await,
+        );
+        let alice_secret = totp(&store, &alice, &k1).await;
+        let _carol_secret = totp(&store, &carol, &k0).await;
+        let tokens = ProviderTokens {
+            access_token: SecretString::from("access-token-of-bob"),
+            refresh_token: Some(SecretString::from("refresh-token-of-bob")),
+            expires_at: None,
+            scopes: None,
+        };
+        let account = OAuthAccount {
+            id: "acct-bob".into(),
+            user_id: bob.clone(),
+            provider: "oidc".into(),
+            issuer: "https://op.example".into(),
+            subject: "sub-bob".into(),
+            email: None,
+            tokens: TokenSealer::new(k1.clone())
+                .seal(&tokens, &bob, "https://op.example", "sub-bob", &OsRandom)
+                .unwrap(),
+            created_at: Timestamp::from_unix_seconds(1_800_000_000),
+            last_used_at: None,
+        };
+        store.link_oauth_account(&account, &[]).await.unwrap();
+
+        let rotated = Sealer::new(&ring(&[("k2", 2), ("k1", 1)]));
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_seconds(
+            1_800_000_000,
+        )));
+        let ctx = JobContext {
+            mailer: Arc::new(crate::mail::DevMailbox::new(dir.path(), clock.clone()).unwrap()),
+            sealer: rotated.clone(),
+            store: Arc::clone(&store) as Arc<dyn Store>,
+            clock,
+            rng: Arc::new(OsRandom),
+            settings: crate::jobs::JobSettings::default(),
+        };
+        reseal(&ctx).await.unwrap();
+
+        let a = store.totp(&alice).await.unwrap().unwrap();
+        assert!(a.secret.starts_with("v1.k2."));
+        let opened = TotpSecret::open(&rotated, &a.secret, &alice).unwrap();
+        assert_eq!(opened.expose(), alice_secret.expose());
+        let c = store.totp(&carol).await.unwrap().unwrap();
+        assert!(
+            c.secret.starts_with("v1.k0."),
+            "a row under a retired key stays"
+        );
+
+        let b = store
+            .oauth_account_by_id(&bob, "acct-bob")
+            .await
+            .unwrap()
+            .unwrap();
+        let access = b.tokens.access_token.clone().unwrap();
+        let refresh = b.tokens.refresh_token.clone().unwrap();
+        assert!(access.starts_with("v1.k2.") && refresh.starts_with("v1.k2."));
+        // Only the newest key is needed now: retiring k1 loses nothing.
+        let k2_only = TokenSealer::new(Sealer::new(&ring(&[("k2", 2)])));
+        assert!(k2_only.reseal(&b, &OsRandom).unwrap().is_none());
+        let plain = k2_only.open(&access, "access", &b).unwrap();
+        assert_eq!(plain.expose_secret(), "access-token-of-bob");
+
+        // Nothing left to do: a second run changes nothing.
+        reseal(&ctx).await.unwrap();
+        assert_eq!(store.totp(&alice).await.unwrap().unwrap().secret, a.secret);
     }
 }

@@ -35,6 +35,8 @@ pub enum MaintenanceTask {
     Cleanup,
     /// Archives and deletes audit events older than the retention.
     AuditRetention,
+    /// Re-seals TOTP secrets and OAuth tokens sealed under an older key of the encryption ring.
+    Reseal,
 }
 
 impl MaintenanceTask {
@@ -43,6 +45,7 @@ impl MaintenanceTask {
         match self {
             Self::Cleanup => "cleanup",
             Self::AuditRetention => "audit_retention",
+            Self::Reseal => "reseal",
         }
     }
 }

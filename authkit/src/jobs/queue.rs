@@ -195,6 +195,27 @@ impl JobQueue {
         Ok(Self::from_db(db, anchor, &options.queue_prefix))
     }
 
+    /// Opens new connections with `password` from now on (a rotated database password; see
+    /// [`SqlStore::set_password`](crate::store::SqlStore::set_password)). SQLite: a no-op.
+    pub fn set_password(&self, password: &secrecy::SecretString) {
+        use secrecy::ExposeSecret as _;
+        if let Db::Postgres(pool) = &self.inner.db {
+            let options = (*pool.connect_options())
+                .clone()
+                .password(password.expose_secret());
+            pool.set_connect_options(options);
+        }
+    }
+
+    /// Opens new connections to `url` from now on (rotated credentials; see
+    /// [`SqlStore::set_url`](crate::store::SqlStore::set_url)). SQLite: a no-op.
+    pub fn set_url(&self, url: &str) -> Result<(), JobError> {
+        if let Db::Postgres(pool) = &self.inner.db {
+            pool.set_connect_options(PgConnectOptions::from_str(url)?);
+        }
+        Ok(())
+    }
+
     /// A queue in an in-memory SQLite database: the same behaviour as a SQLite file (states,
     /// retries, dead letters) without durability. For apps on
     /// [`MemoryStore`](crate::store::MemoryStore) and for tests.

@@ -32,6 +32,10 @@ pub struct JobSettings {
     pub missed_heartbeats: u32,
     /// How often expired sessions and tokens are deleted (default 10 min).
     pub cleanup_interval: Duration,
+    /// How often rows sealed under an older encryption key are re-sealed under the newest
+    /// (default 1 h; [`JobQueue::enqueue_maintenance`](super::JobQueue::enqueue_maintenance)
+    /// with [`MaintenanceTask::Reseal`](super::MaintenanceTask::Reseal) runs it at once).
+    pub reseal_interval: Duration,
     /// How often audit retention runs when [`audit_retention`](Self::audit_retention) is set
     /// (default 1 h).
     pub retention_interval: Duration,
@@ -62,6 +66,7 @@ impl Default for JobSettings {
             missed_heartbeats: 4,
             cleanup_interval: Duration::from_secs(600),
             retention_interval: Duration::from_secs(3600),
+            reseal_interval: Duration::from_secs(3600),
             audit_retention: None,
             archive_dir: PathBuf::from("./.authkit/audit-archive"),
             maintenance_max_attempts: 3,
@@ -75,7 +80,7 @@ impl Default for JobSettings {
 impl JobSettings {
     /// Checks the ranges; the error names the setting.
     pub fn validate(&self) -> Result<(), JobError> {
-        let checks: [(bool, &'static str); 10] = [
+        let checks: [(bool, &'static str); 11] = [
             (
                 (1..=MAX_ATTEMPTS_CEILING).contains(&self.mail_max_attempts),
                 "mail_max_attempts must be between 1 and 100",
@@ -107,6 +112,10 @@ impl JobSettings {
             (
                 self.retention_interval >= Duration::from_secs(1),
                 "retention_interval must be at least 1s",
+            ),
+            (
+                self.reseal_interval >= Duration::from_secs(1),
+                "reseal_interval must be at least 1s",
             ),
             (
                 self.audit_retention.is_none_or(|d| !d.is_zero()),

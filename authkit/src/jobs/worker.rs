@@ -92,6 +92,12 @@ impl JobWorkers {
                 settings.cleanup_interval,
                 stopped.clone(),
             )),
+            runtime.spawn(schedule(
+                shared.clone(),
+                MaintenanceTask::Reseal,
+                settings.reseal_interval,
+                stopped.clone(),
+            )),
         ];
         if settings.audit_retention.is_some() {
             tasks.push(runtime.spawn(schedule(
@@ -438,6 +444,7 @@ impl Shared {
         let outcome = match task {
             MaintenanceTask::Cleanup => maintenance::cleanup(&self.queue, &self.context).await,
             MaintenanceTask::AuditRetention => maintenance::audit_retention(&self.context).await,
+            MaintenanceTask::Reseal => maintenance::reseal(&self.context).await,
         };
         (task.as_str(), outcome)
     }

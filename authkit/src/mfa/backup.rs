@@ -1,7 +1,6 @@
 //! Backup codes (NIST's look-up secrets): 120 random bits each, stored as a peppered HMAC.
 
 use std::fmt;
-use std::sync::Arc;
 
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
@@ -13,6 +12,7 @@ use super::totp::CodeError;
 use crate::rng::RandomSource;
 use crate::secret::{KeyId, KeyRing};
 use crate::user::UserId;
+use crate::util::Swappable;
 
 /// Backup codes issued at a time.
 pub const BACKUP_CODE_COUNT: usize = 10;
@@ -154,7 +154,7 @@ pub fn generate_backup_codes(rng: &dyn RandomSource) -> Result<Vec<BackupCode>, 
 /// Cloning shares the derived keys; `Debug` shows key ids only.
 #[derive(Clone)]
 pub struct BackupCodeHasher {
-    keys: Arc<HasherKeys>,
+    keys: Swappable<HasherKeys>,
 }
 
 struct HasherKeys {
@@ -165,14 +165,7 @@ struct HasherKeys {
 }
 
 impl HasherKeys {
-    fn all(&self) -> impl Iterator<Item = &(KeyId, Zeroizing<[u8; 32]>)> {
-        std::iter::once(&self.newest).chain(self.older.iter())
-    }
-}
-
-impl BackupCodeHasher {
-    /// A hasher over the pepper key ring (normally `SecretKeys::pepper`).
-    pub fn new(pepper: &KeyRing) -> Self {
+    fn derive(pepper: &KeyRing) -> Self {
         let (newest_id, newest_key) = pepper.current();
         let older = pepper
             .ids()
@@ -183,16 +176,34 @@ impl BackupCodeHasher {
             })
             .collect();
         Self {
-            keys: Arc::new(HasherKeys {
-                newest: (newest_id.clone(), derive_key(newest_key.expose())),
-                older,
-            }),
+            newest: (newest_id.clone(), derive_key(newest_key.expose())),
+            older,
         }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &(KeyId, Zeroizing<[u8; 32]>)> {
+        std::iter::once(&self.newest).chain(self.older.iter())
+    }
+}
+
+impl BackupCodeHasher {
+    /// A hasher over the pepper key ring (normally `SecretKeys::pepper`).
+    pub fn new(pepper: &KeyRing) -> Self {
+        Self {
+            keys: Swappable::new(HasherKeys::derive(pepper)),
+        }
+    }
+
+    /// Hashes new codes under `pepper`'s newest key from now on (every clone); codes hashed
+    /// under a key no longer in `pepper` stop verifying.
+    pub fn set_keys(&self, pepper: &KeyRing) {
+        self.keys.store(HasherKeys::derive(pepper));
     }
 
     /// The hash to store, under the newest key, with that key's id.
     pub fn hash(&self, user: &UserId, code: &BackupCode) -> (KeyId, [u8; 32]) {
-        let (id, key) = &self.keys.newest;
+        let keys = self.keys.load();
+        let (id, key) = &keys.newest;
         (id.clone(), mac(key, user, &code.symbols()))
     }
 
@@ -201,6 +212,7 @@ impl BackupCodeHasher {
     pub fn candidates(&self, user: &UserId, code: &BackupCode) -> Vec<[u8; 32]> {
         let symbols = code.symbols();
         self.keys
+            .load()
             .all()
             .map(|(_, key)| mac(key, user, &symbols))
             .collect()
@@ -212,7 +224,7 @@ impl fmt::Debug for BackupCodeHasher {
         f.debug_struct("BackupCodeHasher")
             .field(
                 "key_ids",
-                &self.keys.all().map(|(id, _)| id).collect::<Vec<_>>(),
+                &self.keys.load().all().map(|(id, _)| id).collect::<Vec<_>>(),
             )
             .finish()
     }

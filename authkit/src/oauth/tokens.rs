@@ -73,7 +73,41 @@ impl TokenSealer {
         })
     }
 
-    fn open(
+    /// The account's tokens sealed again under the newest key, or `None` when they already
+    /// are. Fails when a token does not open (its key was retired).
+    pub(crate) fn reseal(
+        &self,
+        account: &OAuthAccount,
+        rng: &dyn RandomSource,
+    ) -> Result<Option<SealedTokens>, OAuthError> {
+        let mut tokens = account.tokens.clone();
+        let mut changed = false;
+        for (kind, slot) in [
+            ("access", &mut tokens.access_token),
+            ("refresh", &mut tokens.refresh_token),
+        ] {
+            let Some(sealed) = slot.as_deref() else {
+                continue;
+            };
+            if self.sealer.is_current(sealed) {
+                continue;
+            }
+            let plain = self.open(sealed, kind, account)?;
+            *slot = Some(
+                self.sealer
+                    .seal(
+                        plain.expose_secret().as_bytes(),
+                        &aad(kind, &account.user_id, &account.issuer, &account.subject),
+                        rng,
+                    )
+                    .map_err(|_| OAuthError::Internal)?,
+            );
+            changed = true;
+        }
+        Ok(changed.then_some(tokens))
+    }
+
+    pub(crate) fn open(
         &self,
         sealed: &str,
         kind: &str,

@@ -32,6 +32,7 @@ use crate::clock::Timestamp;
 use crate::rng::{RandomError, RandomSource, random_array};
 use crate::secret::KeyRing;
 use crate::user::UserId;
+use crate::util::Swappable;
 
 const CONTEXT: &[u8] = b"authkit-device-v2";
 const ID_CONTEXT: &[u8] = b"authkit-device-id-v1";
@@ -122,18 +123,37 @@ pub enum DeviceCookieError {
     Key,
 }
 
-/// Issues and verifies device cookies with a key ring.
-#[derive(Debug, Clone)]
+/// Issues and verifies device cookies with a key ring. Clones share the ring, and
+/// [`set_keys`](Self::set_keys) replaces it for all of them.
+#[derive(Clone)]
 pub struct DeviceCookies {
-    keys: KeyRing,
+    keys: Swappable<KeyRing>,
     config: DeviceCookieConfig,
+}
+
+impl std::fmt::Debug for DeviceCookies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCookies")
+            .field("keys", &*self.keys.load())
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 impl DeviceCookies {
     /// Device cookies signed with `keys` (newest first; older keys still verify) and named by
     /// `config`.
     pub fn new(keys: KeyRing, config: DeviceCookieConfig) -> Self {
-        Self { keys, config }
+        Self {
+            keys: Swappable::new(keys),
+            config,
+        }
+    }
+
+    /// Signs new cookies with `keys`' newest key from now on; cookies signed by a key no
+    /// longer in `keys` stop verifying.
+    pub fn set_keys(&self, keys: KeyRing) {
+        self.keys.store(keys);
     }
 
     /// The cookie's full name (`__Host-authkit_device` when secure).
@@ -169,7 +189,8 @@ impl DeviceCookies {
         rng: &dyn RandomSource,
     ) -> Result<String, DeviceCookieError> {
         let nonce: [u8; NONCE_LEN] = random_array(rng)?;
-        let (kid, key) = self.keys.current();
+        let keys = self.keys.load();
+        let (kid, key) = keys.current();
         let iat = now.unix_seconds();
         let tag = Self::mac(key.expose(), user, credentials, iat, &nonce)
             .ok_or(DeviceCookieError::Key)?
@@ -226,7 +247,8 @@ impl DeviceCookies {
         }
         let nonce: [u8; NONCE_LEN] = URL_SAFE_NO_PAD.decode(nonce).ok()?.try_into().ok()?;
         let tag: [u8; TAG_LEN] = URL_SAFE_NO_PAD.decode(tag).ok()?.try_into().ok()?;
-        let key = self.keys.get(kid)?;
+        let keys = self.keys.load();
+        let key = keys.get(kid)?;
         // `verify_slice` compares in constant time.
         Self::mac(key.expose(), user, credentials, iat, &nonce)?
             .verify_slice(&tag)

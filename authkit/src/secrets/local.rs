@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use super::{REQUIRED_KEY_RINGS, SecretError, SecretProvider, SecretValue};
 use crate::rng::{OsRandom, RandomSource};
+use crate::secret::{KeyId, KeyRing};
 
 /// Development secrets: each key ring is generated on first use and persisted as a file under
 /// a directory (default `./.authkit/secrets`), so that sessions survive a restart.
@@ -104,6 +105,78 @@ impl LocalSecrets {
     }
 }
 
+impl LocalSecrets {
+    /// Adds a new newest key to the key ring `name` (id `dev<N+1>`; older keys stay, so what
+    /// they made still verifies) and returns its id. A running server picks the ring up at its
+    /// next secret refresh. The file is replaced atomically (written beside it, then renamed).
+    pub async fn rotate(&self, name: &str) -> Result<KeyId, SecretError> {
+        if !REQUIRED_KEY_RINGS.contains(&name) {
+            return Err(SecretError::NotFound {
+                name: name.to_owned(),
+                provider: "local",
+            });
+        }
+        let this = self.clone();
+        let owned = name.to_owned();
+        tokio::task::spawn_blocking(move || this.rotate_blocking(&owned))
+            .await
+            .map_err(|e| self.unavailable(name, e))?
+    }
+
+    fn rotate_blocking(&self, name: &str) -> Result<KeyId, SecretError> {
+        let path = self.path(name).ok_or_else(|| SecretError::NotFound {
+            name: name.to_owned(),
+            provider: "local",
+        })?;
+        let current = self.read_or_create(name, &path)?;
+        let ring = KeyRing::parse(&current).map_err(|source| SecretError::InvalidKeyRing {
+            name: name.to_owned(),
+            provider: "local",
+            source,
+        })?;
+        let next = ring
+            .ids()
+            .filter_map(|id| id.as_str().strip_prefix("dev")?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1);
+        let id =
+            KeyId::new(format!("dev{next}")).map_err(|source| SecretError::InvalidKeyRing {
+                name: name.to_owned(),
+                provider: "local",
+                source,
+            })?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        self.rng
+            .try_fill(key.as_mut())
+            .map_err(|e| self.unavailable(name, e))?;
+        let text = Zeroizing::new(format!(
+            "{id}:{},{}",
+            STANDARD.encode(key.as_ref()),
+            current.as_str()
+        ));
+        let staging = self.dir.join(format!(".{name}.rotating"));
+        let _ = std::fs::remove_file(&staging);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
+            .open(&staging)
+            .map_err(|e| self.unavailable(name, e))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| self.unavailable(name, e))?;
+        std::fs::rename(&staging, &path).map_err(|e| self.unavailable(name, e))?;
+        tracing::warn!(
+            secret = name,
+            key_id = %id,
+            "rotated a DEVELOPMENT key ring with the `local` provider"
+        );
+        Ok(id)
+    }
+}
+
 #[async_trait]
 impl SecretProvider for LocalSecrets {
     fn name(&self) -> &'static str {
@@ -166,5 +239,33 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // SECURITY.md #36: a rotation adds a newest key and keeps the older ones.
+    #[tokio::test]
+    async fn rotate_prepends_a_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalSecrets::new(dir.path());
+        let before = KeyRing::parse(local.get(SESSION_KEY).await.unwrap().expose()).unwrap();
+        let id = local.rotate(SESSION_KEY).await.unwrap();
+        assert_eq!(id.as_str(), "dev2");
+        let after = KeyRing::parse(local.get(SESSION_KEY).await.unwrap().expose()).unwrap();
+        assert_eq!(after.current().0.as_str(), "dev2");
+        let old = after.get("dev1").unwrap();
+        assert_eq!(old.expose(), before.get("dev1").unwrap().expose());
+        assert_eq!(local.rotate(SESSION_KEY).await.unwrap().as_str(), "dev3");
+        assert!(matches!(
+            local.rotate("database_password").await,
+            Err(SecretError::NotFound { .. })
+        ));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(SESSION_KEY))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0);
+        }
     }
 }

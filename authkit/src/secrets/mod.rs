@@ -10,16 +10,28 @@
 //! developer can start the server with no set-up; production deployments must use a real
 //! provider (the reference server refuses `local` in the `production` profile).
 
+#[cfg(feature = "aws")]
+mod aws;
+mod cache;
 mod env;
+mod file;
 mod local;
+#[cfg(feature = "vault")]
+mod vault;
 
 use std::fmt;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 
+#[cfg(feature = "aws")]
+pub use aws::{AwsSecrets, AwsSecretsConfig};
+pub use cache::{Refresh, RefreshReport, SecretCache, SecretStatus};
 pub use env::EnvSecrets;
+pub use file::FileSecrets;
 pub use local::LocalSecrets;
+#[cfg(feature = "vault")]
+pub use vault::{VaultAuth, VaultSecrets, VaultSecretsConfig};
 
 use crate::secret::{KeyRing, KeyRingError};
 
@@ -87,6 +99,15 @@ pub enum SecretError {
         /// The underlying failure.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The provider refused access (credentials or policy). Vault answers an expired token
+    /// and a missing permission alike, so this does not say which.
+    #[error("the `{provider}` secret provider refused access to `{name}`")]
+    Denied {
+        /// The secret's name.
+        name: String,
+        /// The provider's name.
+        provider: &'static str,
     },
     /// The value is present but not a valid key ring.
     #[error("secret `{name}` from the `{provider}` secret provider is not a valid key ring")]
@@ -158,10 +179,17 @@ impl SecretKeys {
 }
 
 async fn load_ring(provider: &dyn SecretProvider, name: &str) -> Result<KeyRing, SecretError> {
-    let value = provider.get(name).await?;
+    parse_ring(&provider.get(name).await?, name, provider.name())
+}
+
+fn parse_ring(
+    value: &SecretValue,
+    name: &str,
+    provider: &'static str,
+) -> Result<KeyRing, SecretError> {
     KeyRing::parse(value.expose()).map_err(|source| SecretError::InvalidKeyRing {
         name: name.to_owned(),
-        provider: provider.name(),
+        provider,
         source,
     })
 }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 pub use memory::MemoryStore;
 pub use oauth::{LinkIntent, OAuthAccount, OAuthStore, OAuthTransaction, SealedTokens, Unlink};
-pub use sql::{DatabaseKind, SqlStore, SqlStoreOptions};
+pub use sql::{DatabaseKind, SqlStore, SqlStoreOptions, set_url_password};
 
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::clock::Timestamp;
@@ -41,6 +41,17 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("database migration failed")]
     Migration(#[source] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Whether the database refused the credentials (PostgreSQL SQLSTATE class 28, e.g. a
+    /// rotated password): the moment to read the password secret again.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, Self::Database(e)
+            if e.as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|code| code.starts_with("28")))
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -420,6 +431,15 @@ pub trait MfaStore: Send + Sync + std::fmt::Debug {
     /// Replaces the sealed secret `old` with `new` (the same secret sealed under the newest
     /// key); `false` when the stored one is no longer `old`.
     async fn reseal_totp(&self, user: &UserId, old: &str, new: &str) -> Result<bool, StoreError>;
+    /// Up to `limit` confirmed or pending TOTP secrets whose envelope does not start with
+    /// `prefix` (`v1.<newest key id>.`), of users after `after` in id order: the re-sealing
+    /// job's pages after a key rotation. Returns `(user, sealed secret)`.
+    async fn totp_secrets_not_under(
+        &self,
+        prefix: &str,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> Result<Vec<(UserId, String)>, StoreError>;
     /// Deletes the user's backup code whose hash is one of `candidates` (the code hashed under
     /// each pepper key), resets the failure counter and writes `audit` with it: `true` for
     /// exactly one of any number of concurrent callers with the same code.

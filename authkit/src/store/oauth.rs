@@ -153,6 +153,15 @@ pub trait OAuthStore: Send + Sync + std::fmt::Debug {
         expected: &SealedTokens,
         tokens: &SealedTokens,
     ) -> Result<bool, StoreError>;
+    /// Up to `limit` accounts, after id `after` in id order, with an access or refresh token
+    /// whose envelope does not start with `prefix` (`v1.<newest key id>.`): the re-sealing
+    /// job's pages after a key rotation.
+    async fn oauth_accounts_not_under(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OAuthAccount>, StoreError>;
     /// Deletes the user's account `id` with its tokens and writes `audit`, in one transaction,
     /// unless it is the user's last way to sign in: the user has no password and no other
     /// account (checked in the same transaction, so two concurrent unlinks cannot remove both).

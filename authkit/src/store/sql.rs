@@ -166,6 +166,54 @@ impl SqlStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Opens new connections with `password` from now on: how a rotated database password
+    /// is picked up without a restart. Connections already open stay (PostgreSQL does not end
+    /// sessions when a password changes) and are replaced as the pool recycles them. SQLite
+    /// has no password: a no-op.
+    pub fn set_password(&self, password: &secrecy::SecretString) -> Result<(), StoreError> {
+        if self.kind == DatabaseKind::Sqlite {
+            return Ok(());
+        }
+        let mut options = (*self.pool.connect_options()).clone();
+        set_url_password(&mut options.database_url, password)?;
+        self.pool.set_connect_options(options);
+        Ok(())
+    }
+}
+
+impl SqlStore {
+    /// Opens new connections to `url` from now on (e.g. rotated credentials of another
+    /// database user: the "alternating users" rotation, which has no moment where the old
+    /// password is gone and the new one not yet known). Connections already open stay until
+    /// the pool recycles them. Refused when `url` names another kind of database.
+    pub fn set_url(&self, url: &str) -> Result<(), StoreError> {
+        if DatabaseKind::from_url(url)? != self.kind {
+            return Err(StoreError::UnsupportedUrl);
+        }
+        let mut options = (*self.pool.connect_options()).clone();
+        options.database_url = url::Url::parse(url).map_err(|_| StoreError::UnsupportedUrl)?;
+        self.pool.set_connect_options(options);
+        Ok(())
+    }
+}
+
+/// Puts `password` into `url`, percent-encoded (`Url::set_password` leaves `%` as it is, and
+/// sqlx decodes it: `p%41ss` would arrive as `pAss`).
+pub fn set_url_password(
+    url: &mut url::Url,
+    password: &secrecy::SecretString,
+) -> Result<(), StoreError> {
+    use secrecy::ExposeSecret as _;
+    let encoded = zeroize::Zeroizing::new(
+        percent_encoding::utf8_percent_encode(
+            password.expose_secret(),
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .to_string(),
+    );
+    url.set_password(Some(&encoded))
+        .map_err(|()| StoreError::UnsupportedUrl)
 }
 
 fn is_transient(e: &sqlx::Error) -> bool {

@@ -128,6 +128,25 @@ impl MfaStore for MemoryStore {
         }
     }
 
+    async fn totp_secrets_not_under(
+        &self,
+        prefix: &str,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
+        let after = after.map_or("", UserId::as_str);
+        let inner = self.lock();
+        let mut rows: Vec<(UserId, String)> = inner
+            .totp
+            .iter()
+            .filter(|(user, t)| user.as_str() > after && !t.secret.starts_with(prefix))
+            .map(|(user, t)| (user.clone(), t.secret.clone()))
+            .collect();
+        rows.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(rows)
+    }
+
     async fn consume_backup_code(
         &self,
         user: &UserId,

@@ -85,6 +85,27 @@ impl OAuthStore for MemoryStore {
             .cloned())
     }
 
+    async fn oauth_accounts_not_under(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OAuthAccount>, StoreError> {
+        let after = after.unwrap_or("");
+        let stale = |t: &Option<String>| t.as_deref().is_some_and(|t| !t.starts_with(prefix));
+        let mut list: Vec<OAuthAccount> = self
+            .lock()
+            .oauth_accounts
+            .values()
+            .filter(|a| a.id.as_str() > after)
+            .filter(|a| stale(&a.tokens.access_token) || stale(&a.tokens.refresh_token))
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(list)
+    }
+
     async fn oauth_accounts_for_user(
         &self,
         user: &UserId,

@@ -252,6 +252,33 @@ impl MfaStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn totp_secrets_not_under(
+        &self,
+        prefix: &str,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> Result<Vec<(UserId, String)>, StoreError> {
+        // `substr`/`length` rather than LIKE: a key id may contain `_`, a LIKE wildcard.
+        let rows = sqlx::query(
+            "SELECT user_id, secret FROM mfa_totp \
+             WHERE substr(secret, 1, length($1)) <> $1 AND user_id > $2 \
+             ORDER BY user_id LIMIT $3",
+        )
+        .bind(prefix)
+        .bind(after.map_or("", UserId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    UserId::from_stored(r.try_get("user_id")?),
+                    r.try_get("secret")?,
+                ))
+            })
+            .collect()
+    }
+
     async fn consume_backup_code(
         &self,
         user: &UserId,

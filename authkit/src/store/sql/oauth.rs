@@ -179,6 +179,28 @@ impl OAuthStore for SqlStore {
         row.as_ref().map(account_from_row).transpose()
     }
 
+    async fn oauth_accounts_not_under(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OAuthAccount>, StoreError> {
+        // `substr`/`length` rather than LIKE: a key id may contain `_`, a LIKE wildcard.
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM oauth_accounts \
+             WHERE ((access_token IS NOT NULL AND substr(access_token, 1, length($1)) <> $1) \
+                 OR (refresh_token IS NOT NULL AND substr(refresh_token, 1, length($1)) <> $1)) \
+               AND id > $2 ORDER BY id LIMIT $3"
+        ));
+        let rows = sqlx::query(sql)
+            .bind(prefix)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
     async fn oauth_accounts_for_user(
         &self,
         user: &UserId,
