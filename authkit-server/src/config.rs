@@ -239,15 +239,34 @@ impl Default for DatabaseConfig {
 
 /// A URL with any password replaced, for logs and `check-config`.
 pub fn redact_url(url: &str) -> String {
+    // A password may also travel as a query parameter (`?password=…`, sqlx and libpq accept it).
+    let (url, query) = match url.split_once('?') {
+        Some((base, query)) => {
+            let redacted: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _))
+                        if ["password", "pass", "pwd", "sslpassword", "secret"]
+                            .contains(&key.to_ascii_lowercase().as_str()) =>
+                    {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            (base, format!("?{}", redacted.join("&")))
+        }
+        None => (url, String::new()),
+    };
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return format!("{url}{query}");
     };
     match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
+            format!("{scheme}://{user}:***@{host}{query}")
         }
-        None => url.to_owned(),
+        None => format!("{url}{query}"),
     }
 }
 
@@ -922,14 +941,18 @@ impl Config {
                         "set either AUTHKIT_SECRETS__VAULT_TOKEN or both AUTHKIT_SECRETS__VAULT_ROLE_ID and AUTHKIT_SECRETS__VAULT_SECRET_ID",
                     )),
                 }
+                let scheme = v
+                    .vault_addr
+                    .as_deref()
+                    .and_then(|a| url::Url::parse(a.trim()).ok())
+                    .map(|u| u.scheme().to_owned());
                 if production
-                    && v.vault_addr
-                        .as_deref()
-                        .is_some_and(|a| a.starts_with("http://") && !is_loopback_url(a))
+                    && scheme.as_deref() != Some("https")
+                    && !v.vault_addr.as_deref().is_some_and(is_loopback_url)
                 {
                     errors.push(invalid(
                         "secrets.vault_addr",
-                        "production needs https:// to reach Vault (plain http only on loopback)",
+                        "production needs an https:// Vault address (plain http only on loopback)",
                     ));
                 }
             }
@@ -1324,6 +1347,86 @@ mod tests {
         ] {
             assert!(all.contains(setting), "{setting} missing in:\n{all}");
         }
+    }
+
+    #[test]
+    fn urls_are_logged_without_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db/auth?sslmode=require"),
+            "postgres://app:***@db/auth?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://db/auth?user=app&password=s3cret&sslmode=require"),
+            "postgres://db/auth?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("sqlite://authkit.db?mode=rwc"),
+            "sqlite://authkit.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn vault_settings_are_checked() {
+        let errors = |extra: &[(&'static str, &'static str)]| {
+            let mut v = vec![
+                ("AUTHKIT_PROFILE", "production"),
+                ("AUTHKIT_PUBLIC_URL", "https://auth.example.org"),
+                ("AUTHKIT_SMTP_URL", "smtps://mail.example.org"),
+                ("AUTHKIT_SECRETS_PROVIDER", "vault"),
+            ];
+            v.extend_from_slice(extra);
+            match Config::load(vars(&v)).unwrap().validate() {
+                Ok(_) => String::new(),
+                Err(e) => e
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            }
+        };
+        let token = ("AUTHKIT_SECRETS__VAULT_TOKEN", "t");
+        assert!(errors(&[token]).contains("secrets.vault_addr"));
+        for plain in ["http://vault.internal:8200", "HTTP://vault.internal:8200"] {
+            let all = errors(&[token, ("AUTHKIT_SECRETS__VAULT_ADDR", plain)]);
+            assert!(all.contains("https://"), "{plain}: {all}");
+        }
+        assert_eq!(
+            errors(&[
+                token,
+                ("AUTHKIT_SECRETS__VAULT_ADDR", "http://127.0.0.1:8200")
+            ]),
+            ""
+        );
+        assert_eq!(
+            errors(&[
+                token,
+                ("AUTHKIT_SECRETS__VAULT_ADDR", "https://vault.internal")
+            ]),
+            ""
+        );
+        // Exactly one way to log in.
+        let addr = ("AUTHKIT_SECRETS__VAULT_ADDR", "https://vault.internal");
+        assert!(errors(&[addr]).contains("secrets.vault_token"));
+        assert!(
+            errors(&[addr, token, ("AUTHKIT_SECRETS__VAULT_ROLE_ID", "r")])
+                .contains("secrets.vault_token")
+        );
+        assert_eq!(
+            errors(&[
+                addr,
+                ("AUTHKIT_SECRETS__VAULT_ROLE_ID", "r"),
+                ("AUTHKIT_SECRETS__VAULT_SECRET_ID", "s"),
+            ]),
+            ""
+        );
+        // The bootstrap credentials never show in the configuration's Debug output.
+        let c = Config::load(vars(&[
+            ("AUTHKIT_SECRETS__VAULT_TOKEN", "hvs-do-not-print"),
+            ("AUTHKIT_SECRETS__VAULT_SECRET_ID", "sid-do-not-print"),
+        ]))
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("do-not-print"), "{debug}");
     }
 
     #[test]

@@ -118,6 +118,14 @@ struct AppInner {
     secrets: Option<Arc<authkit::secrets::SecretCache>>,
     workers: Mutex<Option<JobsHandle>>,
     refresher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Serialises refresh-and-apply, so that an older read is never applied after a newer one.
+    apply_lock: tokio::sync::Mutex<()>,
+    /// The database URL the pools open new connections with.
+    applied_db_url: Mutex<zeroize::Zeroizing<String>>,
+    /// Whether the provider holds a change this instance refused (readiness: `degraded`).
+    refused_change: std::sync::atomic::AtomicBool,
+    /// When a refused database login last triggered a refresh.
+    last_triggered: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Drop for AppInner {
@@ -250,15 +258,10 @@ impl App {
                 (Arc::new(sql.clone()), Some(sql))
             }
         };
+        let applied_db_url = database_url(&config, &db_secrets)?;
         let jobs = match overrides.jobs {
             Some(queue) => queue,
-            None => {
-                JobQueue::connect(
-                    &database_url(&config, &db_secrets)?,
-                    JobQueueOptions::default(),
-                )
-                .await?
-            }
+            None => JobQueue::connect(&applied_db_url, JobQueueOptions::default()).await?,
         };
         let mailer = match overrides.mailer {
             Some(m) => m,
@@ -346,15 +349,20 @@ impl App {
                 secrets: cache.clone(),
                 workers: Mutex::new(workers),
                 refresher: Mutex::new(None),
+                apply_lock: tokio::sync::Mutex::new(()),
+                applied_db_url: Mutex::new(applied_db_url),
+                refused_change: std::sync::atomic::AtomicBool::new(false),
+                last_triggered: Mutex::new(None),
             }),
         };
         if let (Some(cache), Some(interval)) = (cache, refresh) {
             let weak = Arc::downgrade(&app.inner);
             let task = cache.spawn_refresher(interval, move |cache, report| {
                 let app = weak.upgrade().map(|inner| App { inner });
+                let _ = report;
                 async move {
                     if let Some(app) = app {
-                        app.apply_secrets(&cache, &report).await;
+                        app.apply_secrets(&cache).await;
                     }
                 }
             });
@@ -370,9 +378,38 @@ impl App {
     /// does); `None` when the key rings were given as an override.
     pub async fn refresh_secrets(&self) -> Option<authkit::secrets::RefreshReport> {
         let cache = self.inner.secrets.clone()?;
+        let _one_at_a_time = self.inner.apply_lock.lock().await;
         let report = cache.refresh_all().await;
-        self.apply_secrets(&cache, &report).await;
+        self.apply_locked(&cache).await;
         Some(report)
+    }
+
+    /// [`refresh_secrets`](Self::refresh_secrets) after the database refused a login (the
+    /// password may have rotated before the refresher saw it): at most one at a time and one
+    /// every 10 s, so that a probe hammering `/ready` cannot hammer the provider.
+    pub(crate) fn refresh_secrets_soon(&self) {
+        const GAP: std::time::Duration = std::time::Duration::from_secs(10);
+        {
+            let mut last = self
+                .inner
+                .last_triggered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = tokio::time::Instant::now();
+            if last.is_some_and(|at| now.duration_since(at) < GAP) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let app = self.clone();
+        tokio::spawn(async move { app.refresh_secrets().await });
+    }
+
+    /// Whether the provider holds a change this instance refused or could not apply.
+    pub fn secrets_refused(&self) -> bool {
+        self.inner
+            .refused_change
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The secret cache (`None` when the key rings were given as an override).
@@ -380,62 +417,92 @@ impl App {
         self.inner.secrets.as_ref()
     }
 
-    /// Applies changed secrets: new key rings go to the library and the job workers' sealer
-    /// (and re-sealing is queued); a new database password goes to both pools. A change that
-    /// cannot be applied is logged and the old value stays in use.
-    async fn apply_secrets(
-        &self,
-        cache: &authkit::secrets::SecretCache,
-        report: &authkit::secrets::RefreshReport,
-    ) {
+    async fn apply_secrets(&self, cache: &authkit::secrets::SecretCache) {
+        let _one_at_a_time = self.inner.apply_lock.lock().await;
+        self.apply_locked(cache).await;
+    }
+
+    /// Brings what is in use in line with the cache (compared at every refresh, so a change
+    /// refused once is retried until it is fixed): key rings to the library and the job
+    /// workers' sealer (re-sealing is queued when the encryption ring changed), database
+    /// credentials to both pools. A change that cannot be applied is logged, flagged for
+    /// readiness, and the old value stays in use. The caller holds `apply_lock`.
+    async fn apply_locked(&self, cache: &authkit::secrets::SecretCache) {
         let inner = &self.inner;
-        if report.keys_changed() {
-            match cache.keys().await {
-                Ok(keys) => match inner.auth.rotate_keys(keys.clone()) {
-                    Ok(changes) => {
+        let mut refused = false;
+        match cache.keys().await {
+            Ok(keys) => match inner.auth.rotate_keys(keys.clone()) {
+                Ok(changes) => {
+                    if !changes.is_empty() {
                         inner.sealer.set_keys(&keys.encryption);
-                        if changes.encryption
-                            && let Err(e) = inner
-                                .jobs
-                                .enqueue_maintenance(
-                                    authkit::jobs::MaintenanceTask::Reseal,
-                                    &OsRandom,
-                                )
-                                .await
-                        {
-                            tracing::warn!(error = %e, "could not queue re-sealing; it runs at its interval");
-                        }
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "key rotation refused; keeping the current key rings");
+                    if changes.encryption
+                        && let Err(e) = inner
+                            .jobs
+                            .enqueue_maintenance(authkit::jobs::MaintenanceTask::Reseal, &OsRandom)
+                            .await
+                    {
+                        tracing::warn!(error = %e, "could not queue re-sealing; it runs at its interval");
                     }
-                },
-                Err(e) => tracing::error!(
-                    error = %error_chain(&e),
-                    "the changed key rings are unusable; keeping the current ones"
-                ),
-            }
-        }
-        if report.changed(secrets::DATABASE_URL) || report.changed(secrets::DATABASE_PASSWORD) {
-            let applied = async {
-                let db = secrets::DatabaseSecrets::read(cache)
-                    .await
-                    .map_err(|e| error_chain(&e))?;
-                let url = database_url(&inner.config, &db).map_err(|e| error_chain(&e))?;
-                inner.jobs.set_url(&url).map_err(|e| error_chain(&e))?;
-                if let Some(sql) = &inner.sql {
-                    sql.set_url(&url).map_err(|e| error_chain(&e))?;
                 }
-                Ok::<_, String>(())
-            };
-            match applied.await {
-                Ok(()) => tracing::info!("new database connections use the rotated credentials"),
-                Err(e) => tracing::error!(
-                    error = %e,
-                    "could not apply the rotated database credentials; new connections use the old ones"
-                ),
+                Err(e) => {
+                    refused = true;
+                    tracing::error!(error = %e, "key rotation refused; keeping the current key rings");
+                }
+            },
+            Err(e) => {
+                refused = true;
+                tracing::error!(
+                    error = %error_chain(&e),
+                    "the key rings in the provider are unusable; keeping the current ones"
+                );
             }
         }
+        if let Err(e) = self.apply_database(cache).await {
+            refused = true;
+            tracing::error!(
+                error = %e,
+                "could not apply the database credentials; new connections use the old ones"
+            );
+        }
+        inner
+            .refused_change
+            .store(refused, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Points both pools' new connections at the credentials of the database secrets, if
+    /// they changed. Only the user and password may change while running: another host,
+    /// port, database or kind would split the data between two databases.
+    async fn apply_database(&self, cache: &authkit::secrets::SecretCache) -> Result<(), String> {
+        let inner = &self.inner;
+        if inner.sql.is_none() {
+            return Ok(());
+        }
+        let db = secrets::DatabaseSecrets::read(cache)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let url = database_url(&inner.config, &db).map_err(|e| error_chain(&e))?;
+        let current = inner
+            .applied_db_url
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if *url == *current {
+            return Ok(());
+        }
+        if !secrets::same_database(&current, &url) {
+            return Err("the database secret now names another host, port, database or kind: that needs a restart".into());
+        }
+        inner.jobs.set_url(&url).map_err(|e| error_chain(&e))?;
+        if let Some(sql) = &inner.sql {
+            sql.set_url(&url).map_err(|e| error_chain(&e))?;
+        }
+        *inner
+            .applied_db_url
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = url;
+        tracing::info!("new database connections use the rotated credentials");
+        Ok(())
     }
 
     /// The HTTP application.

@@ -29,14 +29,14 @@ enum Command {
     Migrate,
     /// Validate the configuration (and secrets) without starting.
     CheckConfig,
-    /// Create users from a JSON Lines file, keeping their password hashes (argon2id, bcrypt,
-    /// PBKDF2-SHA256, Django), upgraded to argon2id at each user's next login. Existing
-    /// addresses are skipped. Exits non-zero if any line failed. See docs/migrating-users.md.
     /// Inspect or rotate secrets.
     Secrets {
         #[command(subcommand)]
         action: SecretsCommand,
     },
+    /// Create users from a JSON Lines file, keeping their password hashes (argon2id, bcrypt,
+    /// PBKDF2-SHA256, Django), upgraded to argon2id at each user's next login. Existing
+    /// addresses are skipped. Exits non-zero if any line failed. See docs/migrating-users.md.
     ImportUsers {
         /// The JSON Lines file: one user per line.
         file: PathBuf,
@@ -298,8 +298,10 @@ async fn secrets_command(
             if config.secrets_provider != SecretsProviderKind::Local {
                 println!(
                     "`secrets rotate` writes only to the `local` provider; this configuration uses `{}`.\n\
-                     Store a new version of `{name}` in the provider with a NEW key id first (e.g. `k2:<key>,k1:<old key>`);\n\
-                     running servers pick it up within secrets.refresh_interval. See docs/security.md, \"Rotating secrets\".",
+                     Rotate `{name}` in the provider in three steps, waiting one secrets.refresh_interval after each:\n\
+                     1. add the new key LAST:  k1:<old key>,k2:<new key>\n\
+                     2. move it first:         k2:<new key>,k1:<old key>\n\
+                     3. retire the old key:    k2:<new key>   (once nothing needs k1; see docs/security.md, \"Rotating secrets\")",
                     config.secrets_provider.as_str()
                 );
                 return Ok(ExitCode::FAILURE);

@@ -37,7 +37,8 @@ pub(crate) async fn live() -> Json<Health> {
 }
 
 /// Readiness: the database answers within two seconds (`degraded` while a secret refresh
-/// fails and its last good value is served).
+/// fails and its last good value is served, or while the provider holds a change this
+/// instance refused).
 #[utoipa::path(get, path = "/api/v1/health/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub(crate) async fn ready(State(app): State<App>) -> Response {
@@ -46,8 +47,7 @@ pub(crate) async fn ready(State(app): State<App>) -> Response {
         if let Err(e) = app.store().ping().await {
             // Refused credentials: the password may have rotated before the refresher saw it.
             if e.is_auth_failure() {
-                let app = app.clone();
-                tokio::spawn(async move { app.refresh_secrets().await });
+                app.refresh_secrets_soon();
             }
             return Err(e.to_string());
         }
@@ -56,9 +56,10 @@ pub(crate) async fn ready(State(app): State<App>) -> Response {
     let failure = match tokio::time::timeout(Duration::from_secs(2), checks).await {
         Ok(Ok(())) => {
             // Serving the last good value of a secret the provider no longer answers for.
-            let stale = app
-                .secrets()
-                .is_some_and(|cache| cache.status().iter().any(|s| s.is_stale()));
+            let stale = app.secrets_refused()
+                || app
+                    .secrets()
+                    .is_some_and(|cache| cache.status().iter().any(|s| s.is_stale()));
             let status = if stale { "degraded" } else { "ok" };
             return Json(Health { status }).into_response();
         }

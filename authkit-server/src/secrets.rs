@@ -101,11 +101,13 @@ pub async fn cache(
     Ok(cache)
 }
 
-/// The secret `name`, or `None` when the provider does not have it.
+/// The secret `name`, or `None` when the provider does not have it; watched from now on, so
+/// that one added later is read at the next refresh.
 pub async fn optional(
     cache: &SecretCache,
     name: &str,
 ) -> Result<Option<Arc<SecretValue>>, SecretError> {
+    cache.watch(name);
     match cache.get(name).await {
         Ok(value) => Ok(Some(value)),
         Err(SecretError::NotFound { .. }) => Ok(None),
@@ -170,6 +172,25 @@ impl DatabaseSecrets {
     }
 }
 
+/// Whether two database URLs differ at most in user and password (what may change while
+/// running).
+pub fn same_database(a: &str, b: &str) -> bool {
+    let port = |u: &url::Url| {
+        u.port()
+            .or_else(|| matches!(u.scheme(), "postgres" | "postgresql").then_some(5432))
+    };
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host() == b.host()
+                && port(&a) == port(&b)
+                && a.path() == b.path()
+                && a.query() == b.query()
+        }
+        _ => false,
+    }
+}
+
 /// `url` with the password from `secret`, if there is one (percent-encoded).
 pub fn url_with_password(
     url: &str,
@@ -187,6 +208,33 @@ pub fn url_with_password(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_credentials_may_change_while_running() {
+        let a = "postgres://app_a:pass-a@db:5432/auth?sslmode=require";
+        assert!(same_database(
+            a,
+            "postgres://app_b:pass-b@db:5432/auth?sslmode=require"
+        ));
+        assert!(same_database(
+            a,
+            "postgres://app_a:pass-a@db/auth?sslmode=require"
+        ));
+        assert!(!same_database(
+            a,
+            "postgres://app_a:pass-a@other:5432/auth?sslmode=require"
+        ));
+        assert!(!same_database(
+            a,
+            "postgres://app_a:pass-a@db:5433/auth?sslmode=require"
+        ));
+        assert!(!same_database(
+            a,
+            "postgres://app_a:pass-a@db:5432/other?sslmode=require"
+        ));
+        assert!(!same_database(a, "postgres://app_a:pass-a@db:5432/auth"));
+        assert!(!same_database(a, "sqlite://auth.db"));
+    }
 
     // The password is percent-encoded: `%41` must arrive as `%41`, not `A`.
     #[test]

@@ -502,6 +502,7 @@ impl AuthKitBuilder {
                 queue: own_queue,
                 secrets: self.secret_cache.clone(),
                 refresher: std::sync::Mutex::new(None),
+                apply_lock: tokio::sync::Mutex::new(()),
             }),
         };
         if let (Some(cache), Some(interval)) = (self.secret_cache, self.secret_refresh) {
@@ -541,6 +542,8 @@ struct KitInner {
     secrets: Option<Arc<SecretCache>>,
     /// The task that refreshes them.
     refresher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Serialises applying refreshed rings.
+    apply_lock: tokio::sync::Mutex<()>,
 }
 
 impl Drop for KitInner {
@@ -632,8 +635,10 @@ impl AuthKit {
     /// so adding a key logs nobody out and fails no request. Whatever depends on a key the new
     /// rings no longer hold stops working: that is how a key is retired.
     ///
-    /// Refused (nothing changes) when a key id stays but its key changed: everything made
-    /// under that id would silently stop verifying. A new key needs a new id.
+    /// Refused (nothing changes) when a key id stays but its key changed (everything made
+    /// under that id would silently stop verifying: a new key needs a new id), and when the
+    /// new ring drops the key currently in use (everything sealed under it would become
+    /// unreadable at once: make another key the newest first, then retire it).
     ///
     /// Re-sealing the rows sealed under older keys is the job queue's
     /// [`MaintenanceTask::Reseal`](crate::jobs::MaintenanceTask::Reseal).
@@ -679,10 +684,11 @@ impl AuthKit {
 
     /// Applies changed key rings from `cache` after a refresh; a refused rotation is logged
     /// and the old rings stay in use.
-    async fn apply_refresh(&self, cache: &SecretCache, report: &RefreshReport) {
-        if !report.keys_changed() {
-            return;
-        }
+    async fn apply_refresh(&self, cache: &SecretCache, _report: &RefreshReport) {
+        // Compared with the rings in use at every refresh, not only when the cache saw a
+        // change: a change refused once is retried (and logged) until it is fixed. One at a
+        // time, so that an older read cannot be applied after a newer one.
+        let _one_at_a_time = self.inner.apply_lock.lock().await;
         let keys = match cache.keys().await {
             Ok(keys) => keys,
             Err(e) => {
@@ -749,6 +755,15 @@ impl KeyChanges {
                     old: &crate::secret::KeyRing,
                     new: &crate::secret::KeyRing|
          -> Result<bool, KeyRotationError> {
+            // Dropping the key everything is sealed and signed under right now would make all
+            // of it unreadable at once: it must be demoted (another key first) before it goes.
+            let (newest, _) = old.current();
+            if new.get(newest.as_str()).is_none() {
+                return Err(KeyRotationError::NewestKeyDropped {
+                    ring: name,
+                    key_id: newest.to_string(),
+                });
+            }
             let mut changed = old.ids().count() != new.ids().count();
             for (id, new_key) in new.ids().filter_map(|id| Some((id, new.get(id.as_str())?))) {
                 match old.get(id.as_str()) {
@@ -784,6 +799,16 @@ impl KeyChanges {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyRotationError {
+    /// The new ring lacks the key currently used for new material.
+    #[error(
+        "key ring `{ring}`: the new ring drops `{key_id}`, the key in use; put another key first and wait before retiring it"
+    )]
+    NewestKeyDropped {
+        /// The ring.
+        ring: &'static str,
+        /// The id.
+        key_id: String,
+    },
     /// A key id stayed but its key changed.
     #[error(
         "key ring `{ring}`: key id `{key_id}` now holds a different key; give a new key a new id"
@@ -855,4 +880,63 @@ async fn build_oauth(
         public_origin,
         refresh_gates: crate::oauth::refresh_gates(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::{KeyId, KeyRing, SecretKey};
+
+    fn ring(keys: &[(&str, u8)]) -> KeyRing {
+        KeyRing::new(
+            keys.iter()
+                .map(|(id, b)| {
+                    (
+                        KeyId::new(*id).unwrap(),
+                        SecretKey::new(vec![*b; 32]).unwrap(),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn keys(session: &[(&str, u8)]) -> SecretKeys {
+        SecretKeys {
+            session: ring(session),
+            encryption: ring(&[("e1", 9)]),
+            pepper: ring(&[("p1", 8)]),
+        }
+    }
+
+    // SECURITY.md #36: add, move first, retire; never reuse an id or drop the key in use.
+    #[test]
+    fn rotations_follow_add_use_retire() {
+        let k1 = keys(&[("k1", 1)]);
+        let added = keys(&[("k1", 1), ("k2", 2)]);
+        let used = keys(&[("k2", 2), ("k1", 1)]);
+        let retired = keys(&[("k2", 2)]);
+        for (old, new) in [(&k1, &added), (&added, &used), (&used, &retired)] {
+            let changes = KeyChanges::between(old, new).unwrap();
+            assert!(changes.session && !changes.encryption && !changes.pepper);
+        }
+        assert!(KeyChanges::between(&used, &used).unwrap().is_empty());
+        // The key in use cannot go in one step: what it sealed would be lost at once.
+        assert_eq!(
+            KeyChanges::between(&k1, &keys(&[("k2", 2)])),
+            Err(KeyRotationError::NewestKeyDropped {
+                ring: "session_key",
+                key_id: "k1".into()
+            })
+        );
+        assert!(KeyChanges::between(&used, &k1).is_err());
+        // A reused id with another key is refused.
+        assert_eq!(
+            KeyChanges::between(&k1, &keys(&[("k1", 7)])),
+            Err(KeyRotationError::KeyIdReused {
+                ring: "session_key",
+                key_id: "k1".into()
+            })
+        );
+    }
 }

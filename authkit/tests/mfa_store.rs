@@ -530,8 +530,23 @@ async fn not_under_key(backend: Backend) {
                 .await
                 .unwrap()
         );
+        let enabled = audit(AuditEventType::MfaEnabled, &id);
+        assert!(
+            store
+                .confirm_totp(&id, sealed, 10, &codes(10), now(), &enabled)
+                .await
+                .unwrap()
+        );
         users.push((id, sealed));
     }
+    // A pending enrolment is left alone (its confirmation matches the sealed text).
+    let pending = user(store, "r5").await;
+    assert!(
+        store
+            .begin_totp_enrolment(&pending, &new_totp("v1.k1.pending"))
+            .await
+            .unwrap()
+    );
     let mut stale: Vec<(String, String)> = users
         .iter()
         .filter(|(_, s)| !s.starts_with("v1.k_2."))

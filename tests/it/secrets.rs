@@ -63,6 +63,11 @@ async fn a_rotated_database_password_is_used_for_new_connections() {
     let report = app.app.refresh_secrets().await.unwrap();
     assert_eq!(report.changed, vec!["database_password".to_owned()]);
     assert!(db.terminate_connections(&db.role).await > 0);
+    // Readiness pings both pools (the store's and the job queue's): each must open a new
+    // connection, which only the new password allows.
+    let r = app.send(Req::get("/api/v1/health/ready")).await;
+    assert_eq!(r.json()["status"], "ok", "{}", r.text());
+    assert_eq!(db.connected_users().await, vec![db.role.clone()]);
     let r = app
         .send(Req::get("/api/v1/auth/session").cookie(&cookie))
         .await;
@@ -596,6 +601,30 @@ async fn rotation_story(kind: Kind) {
         .assert_problem(403, "csrf_failed");
     let r = app.send(csrf_protected(&plain, &new_csrf)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    // A ring that drops the key in use is refused: the old rings stay, readiness says so,
+    // and the refusal lasts until the provider is fixed.
+    let session_k2 = {
+        let (_, key) = keys.session.current();
+        format!(
+            "k2:{}",
+            base64::engine::general_purpose::STANDARD.encode(key.expose())
+        )
+    };
+    admin.put("session_key", &new_key("k3")).await;
+    app.app.refresh_secrets().await.unwrap();
+    assert!(k2_only(&rings(&app).session));
+    for _ in 0..2 {
+        let r = app.send(Req::get("/api/v1/health/ready")).await;
+        assert_eq!(r.json()["status"], "degraded", "{}", r.text());
+        app.app.refresh_secrets().await.unwrap();
+    }
+    let r = app.send(csrf_protected(&plain, &new_csrf)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    admin.put("session_key", &session_k2).await;
+    app.app.refresh_secrets().await.unwrap();
+    let r = app.send(Req::get("/api/v1/health/ready")).await;
+    assert_eq!(r.json()["status"], "ok", "{}", r.text());
+
     // The idle user's TOTP secret was re-sealed, so it survives the retirement.
     app.advance(30);
     app.sign_in_with_code(&idle_user).await;

@@ -330,7 +330,21 @@ mod reseal_tests {
             period: 30,
             created_at: Timestamp::from_unix_seconds(1_800_000_000),
         };
+        let sealed = new.secret.clone();
         assert!(store.begin_totp_enrolment(user, &new).await.unwrap());
+        let enabled = crate::audit::NewAuditEvent::new(
+            crate::audit::AuditEventType::MfaEnabled,
+            Some(user.clone()),
+            Timestamp::from_unix_seconds(1_800_000_000),
+            crate::audit::AuditActor::system(),
+        );
+        let now = Timestamp::from_unix_seconds(1_800_000_000);
+        assert!(
+            store
+                .confirm_totp(user, &sealed, 1, &[], now, &enabled)
+                .await
+                .unwrap()
+        );
         secret
     }
 

@@ -225,11 +225,48 @@ impl LinkedAccounts {
             .replace_oauth_tokens(&account.id, &account.tokens, &sealed)
             .await
             .map_err(store_error)?;
-        if !replaced {
+        if !replaced && !self.after_reseal(&account, &refresh, &sealed).await? {
             // A sign-in (or another instance) stored newer tokens meanwhile; theirs are as good.
             tracing::debug!(account = %account.id, "provider tokens were replaced concurrently");
         }
         Ok(Some(tokens.access_token))
+    }
+
+    /// After a lost compare-and-swap: when the row now holds the *same* refresh token sealed
+    /// under a newer key (the re-sealing job ran meanwhile), our fresh tokens still replace it
+    /// (the provider may have rotated the refresh token: dropping ours would break the link).
+    async fn after_reseal(
+        &self,
+        account: &OAuthAccount,
+        used_refresh: &SecretString,
+        sealed: &SealedTokens,
+    ) -> Result<bool, OAuthError> {
+        let Some(now) = self
+            .store
+            .oauth_account_by_id(&account.user_id, &account.id)
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(false);
+        };
+        let same = match &now.tokens.refresh_token {
+            Some(stored) => self.sealer.open(stored, "refresh", &now).is_ok_and(|t| {
+                use subtle::ConstantTimeEq as _;
+                bool::from(
+                    t.expose_secret()
+                        .as_bytes()
+                        .ct_eq(used_refresh.expose_secret().as_bytes()),
+                )
+            }),
+            None => false,
+        };
+        if !same {
+            return Ok(false);
+        }
+        self.store
+            .replace_oauth_tokens(&account.id, &now.tokens, sealed)
+            .await
+            .map_err(store_error)
     }
 
     /// `Some(answer)` when the stored tokens decide the answer without a refresh: the access

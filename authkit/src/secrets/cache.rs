@@ -34,6 +34,9 @@ pub struct SecretCache {
     health: Mutex<HashMap<String, Health>>,
     failures_total: std::sync::atomic::AtomicU64,
     changes: watch::Sender<u64>,
+    /// Optional secrets read again at each refresh even while the provider has none, so one
+    /// added later is picked up.
+    watched: Mutex<std::collections::BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -120,7 +123,17 @@ impl SecretCache {
             health: Mutex::new(HashMap::new()),
             failures_total: std::sync::atomic::AtomicU64::new(0),
             changes: watch::channel(0).0,
+            watched: Mutex::new(std::collections::BTreeSet::new()),
         }
+    }
+
+    /// Reads `name` at every [`refresh_all`](Self::refresh_all) even when the provider does
+    /// not have it (yet): for optional secrets that may be added while running.
+    pub fn watch(&self, name: &str) {
+        self.watched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned());
     }
 
     /// The provider behind the cache.
@@ -206,15 +219,23 @@ impl SecretCache {
         }
     }
 
-    /// Refreshes every secret read so far.
+    /// Refreshes every secret read so far and every [watched](Self::watch) one. A watched
+    /// secret the provider still does not have is neither changed nor failed.
     pub async fn refresh_all(&self) -> RefreshReport {
-        let mut names: Vec<String> = self.values.iter().map(|(k, _)| (*k).clone()).collect();
-        names.sort();
+        let mut names: std::collections::BTreeSet<String> =
+            self.values.iter().map(|(k, _)| (*k).clone()).collect();
+        names.extend(
+            self.watched
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .cloned(),
+        );
         let mut report = RefreshReport::default();
         for name in names {
             match self.refresh(&name).await {
                 Ok(Refresh::Changed) => report.changed.push(name),
-                Ok(Refresh::Unchanged) => {}
+                Ok(Refresh::Unchanged) | Err(SecretError::NotFound { .. }) => {}
                 Ok(Refresh::KeptLastGood) | Err(_) => report.failed.push(name),
             }
         }
@@ -413,6 +434,21 @@ mod tests {
             Err(SecretError::Unavailable { .. })
         ));
         assert!(cache.status().is_empty());
+    }
+
+    // An optional secret added while running is picked up once watched.
+    #[tokio::test]
+    async fn watched_secrets_appear_when_added() {
+        let (p, cache) = cache();
+        cache.watch("database_password");
+        assert_eq!(cache.refresh_all().await, RefreshReport::default());
+        p.set("database_password", "one");
+        let report = cache.refresh_all().await;
+        assert_eq!(report.changed, vec!["database_password".to_owned()]);
+        assert_eq!(
+            cache.get("database_password").await.unwrap().expose(),
+            "one"
+        );
     }
 
     // Providers without version labels: a new value is still noticed.

@@ -117,9 +117,27 @@ fn read_value(path: &Path) -> Result<Option<Zeroizing<String>>, FileReadError> {
     Ok((!trimmed.is_empty()).then(|| Zeroizing::new(trimmed.to_owned())))
 }
 
-/// The version label: the first [`VERSION_BYTES`] bytes of the value's SHA-256, in hex.
+/// The version label: the first [`VERSION_BYTES`] bytes of an HMAC-SHA256 of the value under
+/// a key drawn once per process. It tells a changed value from an unchanged one within this
+/// process, and, unlike a plain hash, cannot be used offline to confirm a guessed password
+/// (labels are logged and printed by `secrets check`).
 fn version_label(value: &str) -> String {
-    let digest = Sha256::digest(value.as_bytes());
+    use hmac::Mac as _;
+    static LABEL_KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = LABEL_KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        // Without randomness the label falls back to a plain hash of a fixed key: still a
+        // change detector, only not a secret one.
+        let _ = crate::rng::RandomSource::try_fill(&crate::rng::OsRandom, &mut key);
+        key
+    });
+    let digest = match <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(value.as_bytes());
+            mac.finalize().into_bytes()
+        }
+        Err(_) => Sha256::digest(value.as_bytes()),
+    };
     digest
         .iter()
         .take(VERSION_BYTES)

@@ -281,15 +281,31 @@ async fn prove_totp(
         .accept_totp_step(&user.id, &record.secret, step)
         .await?
     {
-        let same = state
+        let now = state
             .store
             .totp(&user.id)
             .await?
-            .is_some_and(|now| now.confirmed && now.secret == record.secret);
-        if same {
+            .filter(|now| now.confirmed);
+        let Some(now) = now else { return Ok(false) };
+        if now.secret == record.secret {
             totp_reused(state, user, actor, step).await;
+            return Ok(false);
         }
-        return Ok(false);
+        // Re-sealed meanwhile (a key rotation): the same secret under a newer key is the same
+        // authenticator, so the code counts. Anything else is a new authenticator.
+        let resealed = TotpSecret::open(&state.sealer, &now.secret, &user.id).is_ok_and(|s| {
+            use subtle::ConstantTimeEq as _;
+            bool::from(s.expose().ct_eq(secret.expose()))
+        });
+        if !resealed
+            || !state
+                .store
+                .accept_totp_step(&user.id, &now.secret, step)
+                .await?
+        {
+            return Ok(false);
+        }
+        return Ok(true);
     }
     // Rotation: a secret sealed under an older key moves to the newest one at its next use.
     if !state.sealer.is_current(&record.secret) {

@@ -431,9 +431,10 @@ pub trait MfaStore: Send + Sync + std::fmt::Debug {
     /// Replaces the sealed secret `old` with `new` (the same secret sealed under the newest
     /// key); `false` when the stored one is no longer `old`.
     async fn reseal_totp(&self, user: &UserId, old: &str, new: &str) -> Result<bool, StoreError>;
-    /// Up to `limit` confirmed or pending TOTP secrets whose envelope does not start with
-    /// `prefix` (`v1.<newest key id>.`), of users after `after` in id order: the re-sealing
-    /// job's pages after a key rotation. Returns `(user, sealed secret)`.
+    /// Up to `limit` confirmed TOTP secrets whose envelope does not start with `prefix`
+    /// (`v1.<newest key id>.`), of users after `after` in id order: the re-sealing job's pages
+    /// after a key rotation. Returns `(user, sealed secret)`. Pending enrolments are left out:
+    /// their confirmation matches the sealed text, and they expire within minutes.
     async fn totp_secrets_not_under(
         &self,
         prefix: &str,

@@ -139,7 +139,9 @@ impl MfaStore for MemoryStore {
         let mut rows: Vec<(UserId, String)> = inner
             .totp
             .iter()
-            .filter(|(user, t)| user.as_str() > after && !t.secret.starts_with(prefix))
+            .filter(|(user, t)| {
+                t.confirmed && user.as_str() > after && !t.secret.starts_with(prefix)
+            })
             .map(|(user, t)| (user.clone(), t.secret.clone()))
             .collect();
         rows.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));

@@ -261,7 +261,7 @@ impl MfaStore for SqlStore {
         // `substr`/`length` rather than LIKE: a key id may contain `_`, a LIKE wildcard.
         let rows = sqlx::query(
             "SELECT user_id, secret FROM mfa_totp \
-             WHERE substr(secret, 1, length($1)) <> $1 AND user_id > $2 \
+             WHERE confirmed = 1 AND substr(secret, 1, length($1)) <> $1 AND user_id > $2 \
              ORDER BY user_id LIMIT $3",
         )
         .bind(prefix)
