@@ -52,17 +52,7 @@ pub enum StartError {
     Mail(String),
 }
 
-/// An error and its sources on one line, for logs.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+use authkit::error::error_chain;
 
 /// Parts a test (or an embedding binary) may replace.
 #[derive(Debug, Clone)]

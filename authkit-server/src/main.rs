@@ -115,14 +115,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The whole chain: "not a valid key ring: a key is shorter than 32 bytes".
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            tracing::error!("{message}");
+            tracing::error!("{}", authkit::error::error_chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -194,14 +187,7 @@ async fn import_users(
             })
         }
         Err(e) => {
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            tracing::error!("import stopped: {message}");
+            tracing::error!("import stopped: {}", authkit::error::error_chain(&e));
             Ok(ExitCode::FAILURE)
         }
     }
@@ -276,14 +262,11 @@ async fn secrets_command(
                     }
                     Err(e) => {
                         ok = false;
-                        let mut message = e.to_string();
-                        let mut source = std::error::Error::source(&e);
-                        while let Some(cause) = source {
-                            message.push_str(": ");
-                            message.push_str(&cause.to_string());
-                            source = cause.source();
-                        }
-                        format!("{}: {message}", if required { "MISSING" } else { "error" })
+                        format!(
+                            "{}: {}",
+                            if required { "MISSING" } else { "error" },
+                            authkit::error::error_chain(&e)
+                        )
                     }
                 };
                 println!("  {name:<32} {line}");

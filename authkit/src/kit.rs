@@ -885,20 +885,10 @@ async fn build_oauth(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::{KeyId, KeyRing, SecretKey};
+    use crate::secret::KeyRing;
 
     fn ring(keys: &[(&str, u8)]) -> KeyRing {
-        KeyRing::new(
-            keys.iter()
-                .map(|(id, b)| {
-                    (
-                        KeyId::new(*id).unwrap(),
-                        SecretKey::new(vec![*b; 32]).unwrap(),
-                    )
-                })
-                .collect(),
-        )
-        .unwrap()
+        crate::secret::test_ring(keys)
     }
 
     fn keys(session: &[(&str, u8)]) -> SecretKeys {

@@ -188,6 +188,24 @@ impl fmt::Debug for KeyRing {
     }
 }
 
+/// A ring of test keys, newest first: each key is its byte repeated 32 times (worthless as a
+/// secret; the secret scan treats such keys as test vectors).
+#[cfg(test)]
+pub(crate) fn test_ring(keys: &[(&str, u8)]) -> KeyRing {
+    #[allow(clippy::unwrap_used)]
+    KeyRing::new(
+        keys.iter()
+            .map(|(id, b)| {
+                (
+                    KeyId::new(*id).unwrap(),
+                    SecretKey::new(vec![*b; 32]).unwrap(),
+                )
+            })
+            .collect(),
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

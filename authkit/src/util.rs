@@ -16,17 +16,7 @@ pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-/// An error and its sources on one line (`outer: inner: innermost`), for logs.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub(crate) use crate::error::error_chain;
 
 /// A value every clone reads and any clone may replace: how key material rotates without a
 /// restart. Readers take a cheap snapshot (`Arc` clone under a short read lock) and never hold

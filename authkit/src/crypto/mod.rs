@@ -240,20 +240,9 @@ fn bound_aad(kid: &str, aad: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::rng::{OsRandom, RandomError, SeededRandom};
-    use crate::secret::SecretKey;
 
     fn ring(keys: &[(&str, u8)]) -> KeyRing {
-        KeyRing::new(
-            keys.iter()
-                .map(|(id, b)| {
-                    (
-                        KeyId::new(*id).unwrap(),
-                        SecretKey::new(vec![*b; 32]).unwrap(),
-                    )
-                })
-                .collect(),
-        )
-        .unwrap()
+        crate::secret::test_ring(keys)
     }
 
     // SECURITY.md #35: AEAD with a key id and associated data.

@@ -79,20 +79,9 @@ impl CsrfTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::{KeyId, SecretKey};
 
     fn ring(ids: &[(&str, u8)]) -> KeyRing {
-        KeyRing::new(
-            ids.iter()
-                .map(|(id, b)| {
-                    (
-                        KeyId::new(*id).unwrap(),
-                        SecretKey::new(vec![*b; 32]).unwrap(),
-                    )
-                })
-                .collect(),
-        )
-        .unwrap()
+        crate::secret::test_ring(ids)
     }
 
     // SECURITY.md #13: a token from session A is rejected in session B.

@@ -284,7 +284,7 @@ mod reseal_tests {
     use crate::mfa::{TotpAlgorithm, TotpSecret};
     use crate::oauth::{ProviderTokens, TokenSealer};
     use crate::rng::OsRandom;
-    use crate::secret::{KeyId, KeyRing, SecretKey};
+    use crate::secret::KeyRing;
     use crate::store::{
         MemoryStore, MfaStore as _, NewTotp, NewUser, OAuthAccount, OAuthStore as _, Store,
         UserStore as _,
@@ -292,17 +292,7 @@ mod reseal_tests {
     use crate::user::{Email, UserId};
 
     fn ring(keys: &[(&str, u8)]) -> KeyRing {
-        KeyRing::new(
-            keys.iter()
-                .map(|(id, b)| {
-                    (
-                        KeyId::new(*id).unwrap(),
-                        SecretKey::new(vec![*b; 32]).unwrap(),
-                    )
-                })
-                .collect(),
-        )
-        .unwrap()
+        crate::secret::test_ring(keys)
     }
 
     async fn user(store: &MemoryStore, name: &str) -> UserId {

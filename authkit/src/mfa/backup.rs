@@ -258,21 +258,10 @@ fn mac(key: &[u8; 32], user: &UserId, symbols: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
     use crate::rng::{OsRandom, SeededRandom};
-    use crate::secret::SecretKey;
     use proptest::prelude::*;
 
     fn ring(keys: &[(&str, u8)]) -> KeyRing {
-        KeyRing::new(
-            keys.iter()
-                .map(|(id, b)| {
-                    (
-                        KeyId::new(*id).unwrap(),
-                        SecretKey::new(vec![*b; 32]).unwrap(),
-                    )
-                })
-                .collect(),
-        )
-        .unwrap()
+        crate::secret::test_ring(keys)
     }
 
     #[test]

@@ -474,7 +474,7 @@ impl fmt::Debug for TotpCode {
 mod tests {
     use super::*;
     use crate::rng::{OsRandom, SeededRandom};
-    use crate::secret::{KeyId, KeyRing, SecretKey};
+    use crate::secret::KeyRing;
     use proptest::prelude::*;
 
     const SEED20: &[u8] = b"12345678901234567890";
@@ -879,11 +879,7 @@ mod tests {
     }
 
     fn ring(id: &str, byte: u8) -> KeyRing {
-        KeyRing::new(vec![(
-            KeyId::new(id).unwrap(),
-            SecretKey::new(vec![byte; 32]).unwrap(),
-        )])
-        .unwrap()
+        crate::secret::test_ring(&[(id, byte)])
     }
 
     #[test]

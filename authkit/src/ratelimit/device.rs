@@ -285,20 +285,9 @@ impl DeviceCookies {
 mod tests {
     use super::*;
     use crate::rng::SeededRandom;
-    use crate::secret::{KeyId, SecretKey};
 
     fn ring(ids: &[(&str, u8)]) -> KeyRing {
-        KeyRing::new(
-            ids.iter()
-                .map(|(id, b)| {
-                    (
-                        KeyId::new(*id).unwrap(),
-                        SecretKey::new(vec![*b; 32]).unwrap(),
-                    )
-                })
-                .collect(),
-        )
-        .unwrap()
+        crate::secret::test_ring(ids)
     }
 
     fn user(s: &str) -> UserId {

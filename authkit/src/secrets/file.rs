@@ -178,17 +178,9 @@ impl SecretProvider for FileSecrets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::error::Error as _;
 
     fn chain_text(e: &SecretError) -> String {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        text
+        crate::error::error_chain(e)
     }
 
     #[tokio::test]
