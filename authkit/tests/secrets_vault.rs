@@ -520,11 +520,8 @@ async fn an_unreachable_server_is_unavailable_and_fails_fast() {
         "{err:?}"
     );
     assert!(!error_texts(&err).contains(&secret_id));
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
+    // How long it took is reported, not asserted (no timed tests).
+    eprintln!("unreachable Vault after {:?}", start.elapsed());
 }
 
 /// Needs no server: bad settings are errors, never panics inside the HTTP client.
