@@ -347,9 +347,8 @@ impl App {
         };
         if let (Some(cache), Some(interval)) = (cache, refresh) {
             let weak = Arc::downgrade(&app.inner);
-            let task = cache.spawn_refresher(interval, move |cache, report| {
+            let task = cache.spawn_refresher(interval, move |cache, _report| {
                 let app = weak.upgrade().map(|inner| App { inner });
-                let _ = report;
                 async move {
                     if let Some(app) = app {
                         app.apply_secrets(&cache).await;

@@ -507,11 +507,11 @@ impl AuthKitBuilder {
         };
         if let (Some(cache), Some(interval)) = (self.secret_cache, self.secret_refresh) {
             let weak = Arc::downgrade(&kit.inner);
-            let task = cache.spawn_refresher(interval, move |cache, report| {
+            let task = cache.spawn_refresher(interval, move |cache, _report| {
                 let kit = weak.upgrade().map(|inner| AuthKit { inner });
                 async move {
                     if let Some(kit) = kit {
-                        kit.apply_refresh(&cache, &report).await;
+                        kit.apply_refresh(&cache).await;
                     }
                 }
             });
@@ -678,13 +678,13 @@ impl AuthKit {
     pub async fn refresh_secrets(&self) -> Option<RefreshReport> {
         let cache = self.inner.secrets.clone()?;
         let report = cache.refresh_all().await;
-        self.apply_refresh(&cache, &report).await;
+        self.apply_refresh(&cache).await;
         Some(report)
     }
 
     /// Applies changed key rings from `cache` after a refresh; a refused rotation is logged
     /// and the old rings stay in use.
-    async fn apply_refresh(&self, cache: &SecretCache, _report: &RefreshReport) {
+    async fn apply_refresh(&self, cache: &SecretCache) {
         // Compared with the rings in use at every refresh, not only when the cache saw a
         // change: a change refused once is retried (and logged) until it is fixed. One at a
         // time, so that an older read cannot be applied after a newer one.

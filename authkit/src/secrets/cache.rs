@@ -127,6 +127,13 @@ impl SecretCache {
         }
     }
 
+    fn is_watched(&self, name: &str) -> bool {
+        self.watched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(name)
+    }
+
     /// Reads `name` at every [`refresh_all`](Self::refresh_all) even when the provider does
     /// not have it (yet): for optional secrets that may be added while running.
     pub fn watch(&self, name: &str) {
@@ -193,6 +200,19 @@ impl SecretCache {
                 } else {
                     Ok(Refresh::Unchanged)
                 }
+            }
+            // A watched (optional) secret deleted in the provider is gone, not stale: the
+            // app falls back to running without it (e.g. `database_url` → the configured URL).
+            Err(SecretError::NotFound { .. }) if cached.is_some() && self.is_watched(name) => {
+                self.values.invalidate(name).await;
+                self.health().remove(name);
+                tracing::info!(
+                    secret = name,
+                    provider = self.provider.name(),
+                    "optional secret removed from the provider; no longer used"
+                );
+                self.changes.send_modify(|n| *n = n.wrapping_add(1));
+                Ok(Refresh::Changed)
             }
             Err(e) => {
                 let Some(_) = cached else { return Err(e) };
